@@ -44,7 +44,10 @@ class FusedMLP(nn.Module):
         self.widths = tuple(int(w) for w in widths)
         self.activation = activation
         self.weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(o, i)) for i, o in zip(self.widths[:-1], self.widths[1:])]
+            [
+                nn.Parameter(torch.empty(o, i))
+                for i, o in zip(self.widths[:-1], self.widths[1:], strict=True)
+            ]
         )
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -107,7 +110,9 @@ class RadianceField(nn.Module):
         feats = self.features(self.normalize(x))
         pad = self.spec.mlp_widths[0] - feats.shape[1]
         if pad:
-            feats = torch.cat([feats, feats.new_full((feats.shape[0], pad), self.spec.pad_value)], 1)
+            feats = torch.cat(
+                [feats, feats.new_full((feats.shape[0], pad), self.spec.pad_value)], 1
+            )
         return feats
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

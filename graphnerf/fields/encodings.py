@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ HASH_PRIMES = (1, 2654435761, 805459861)  # tcnn coherent_prime_hash (first thre
 _U32 = 0xFFFFFFFF
 
 # corner c (0..7) takes pos_grid + bit d of c on axis d, as tcnn's loop over 2^D corners
-CORNER_OFFSETS = torch.tensor([[(c >> d) & 1 for d in range(3)] for c in range(8)], dtype=torch.long)
+CORNER_OFFSETS = torch.tensor([[(c >> d) & 1 for d in range(3)] for c in range(8)])
 
 
 def frequency_encoding(x01: Tensor, n_frequencies: int) -> Tensor:
@@ -43,35 +44,59 @@ def frequency_encoding(x01: Tensor, n_frequencies: int) -> Tensor:
     return torch.sin(arg).reshape(n, d * n_frequencies * 2)
 
 
-def _mul_u32(a: Tensor, prime: int) -> Tensor:
-    """``(a * prime) mod 2^32`` for int64 ``a`` in [0, 2^32) without int64 overflow."""
-    if prime == 1:
-        return a
-    lo, hi = prime & 0xFFFF, prime >> 16
-    return (a * lo + ((a * hi) & 0xFFFF) * 65536) & _U32
-
-
 def hash_grid_indices(
     pos_grid: Tensor, resolutions: Tensor, table_sizes: Tensor, dense: Tensor
 ) -> Tensor:
     """Index of each corner inside its level's table, exactly as tcnn's ``grid_index``.
 
+    Dense levels: ``(x + y res + z res^2) mod 2^32 mod size``. Hashed levels: ``(x ^ y p1 ^ z p2)
+    mod 2^32 mod size``; a hashed level's size is always ``2^log2_table_size`` (a power of two), so
+    the modulo is a mask, and int64 arithmetic keeps the low 32 bits of every product exact (two's
+    complement wrap-around is the arithmetic mod 2^64, which preserves everything mod 2^32).
+
     Args:
-        pos_grid: [..., L, 3] int64 integer corner coordinates (may be negative: wraps as uint32).
-        resolutions, table_sizes: [L] int64; dense: [L] bool.
+        pos_grid: [..., L, 3] int64 integer corner coordinates (negative ones wrap as uint32).
+        resolutions, table_sizes: [L] int64; dense: [L] bool (a prefix: levels grow in resolution).
     Returns:
         [..., L] int64 in [0, table_size of the level).
     """
-    p = pos_grid & _U32
-    res = resolutions.view(*([1] * (p.dim() - 2)), -1)
-    size = table_sizes.view_as(res)
-    dense_idx = (p[..., 0] + p[..., 1] * res + p[..., 2] * (res * res)) & _U32
-    hashed = (
-        _mul_u32(p[..., 0], HASH_PRIMES[0])
-        ^ _mul_u32(p[..., 1], HASH_PRIMES[1])
-        ^ _mul_u32(p[..., 2], HASH_PRIMES[2])
-    )
-    return torch.where(dense.view_as(res), dense_idx, hashed) % size
+    n_dense = int(dense.sum())
+    out = []
+    if n_dense:
+        p = pos_grid[..., :n_dense, :]
+        res = resolutions[:n_dense]
+        lin = p[..., 0] + p[..., 1] * res + p[..., 2] * (res * res)
+        out.append((lin & _U32) % table_sizes[:n_dense])
+    if n_dense < dense.numel():
+        p = pos_grid[..., n_dense:, :]
+        h = p[..., 0] ^ (p[..., 1] * HASH_PRIMES[1]) ^ (p[..., 2] * HASH_PRIMES[2])
+        out.append(h & (table_sizes[n_dense:] - 1))
+    return out[0] if len(out) == 1 else torch.cat(out, -1)
+
+
+class _GatherInterp(torch.autograd.Function):
+    """``out[m] = sum_c w[m, c] * table[idx[m, c]]`` with an index_add backward.
+
+    torch's generic embedding backward is ~3x slower on the CPU than one ``index_add_``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:
+        feats = table[idx]  # [M, C, F]
+        ctx.save_for_backward(idx, w, feats if ctx.needs_input_grad[2] else None)
+        ctx.n_entries = table.shape[0]
+        return torch.bmm(w[:, None, :], feats)[:, 0]
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, Tensor | None]:
+        idx, w, feats = ctx.saved_tensors
+        g_table = g_w = None
+        if ctx.needs_input_grad[0]:
+            contrib = (w[..., None] * g[:, None, :]).reshape(-1, g.shape[1])
+            g_table = g.new_zeros(ctx.n_entries, g.shape[1]).index_add_(0, idx.reshape(-1), contrib)
+        if ctx.needs_input_grad[2]:
+            g_w = torch.bmm(feats, g[:, :, None])[..., 0]
+        return g_table, None, g_w
 
 
 def hash_grid_encoding(
@@ -83,7 +108,8 @@ def hash_grid_encoding(
     offsets: Tensor,
     dense: Tensor,
 ) -> Tensor:
-    """tcnn HashGrid (linear interpolation) in pure PyTorch, differentiable w.r.t. ``table``.
+    """tcnn HashGrid (linear interpolation) in pure PyTorch, differentiable w.r.t. ``table``
+    (and ``x01``).
 
     Args:
         x01: [N, 3] positions normalised to [0, 1] (values outside are processed as tcnn does).
@@ -97,17 +123,17 @@ def hash_grid_encoding(
     n_levels, n_feat = scales.shape[0], table.shape[1]
     # tcnn: pos = fmaf(scale, x, 0.5) in float32. x * scale is exact in float64, so rounding the
     # float64 sum once to float32 reproduces the fused multiply-add.
-    pos = (x01.double()[:, None, :] * scales.double()[None, :, None] + 0.5).float()  # [N, L, 3]
-    floor = torch.floor(pos)
+    pos = x01.double()[:, None, :] * scales.double()[None, :, None] + 0.5
+    pos = pos.float() if x01.dtype != torch.float64 else pos  # [N, L, 3]
+    floor = torch.floor(pos.detach())
     frac = pos - floor  # [N, L, 3]
-    corners = floor.long()[:, :, None, :] + CORNER_OFFSETS.to(x01.device)  # [N, L, 8, 3]
+    offs = CORNER_OFFSETS.to(x01.device)
+    corners = floor.long()[:, :, None, :] + offs  # [N, L, 8, 3]
     idx = hash_grid_indices(corners.transpose(1, 2), resolutions, table_sizes, dense)  # [N, 8, L]
-    idx = idx + offsets  # global entry index
-    bits = CORNER_OFFSETS.to(x01.device).bool()  # [8, 3]
+    idx = (idx + offsets).permute(0, 2, 1).reshape(n * n_levels, 8)
     fr = frac[:, :, None, :]  # [N, L, 1, 3]
-    w = torch.where(bits, fr, 1.0 - fr).prod(-1)  # [N, L, 8]
-    feats = F.embedding(idx.transpose(1, 2).reshape(n * n_levels, 8), table)  # [N*L, 8, F]
-    out = torch.bmm(w.reshape(n * n_levels, 1, 8).to(table.dtype), feats)  # [N*L, 1, F]
+    w = torch.where(offs.bool(), fr, 1.0 - fr).prod(-1).to(table.dtype)  # [N, L, 8]
+    out = _GatherInterp.apply(table, idx, w.reshape(n * n_levels, 8))  # [N*L, F]
     return out.reshape(n, n_levels * n_feat)
 
 

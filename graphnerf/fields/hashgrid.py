@@ -48,6 +48,11 @@ class HashGridField(RadianceField):
 
     def features(self, x01: Tensor) -> Tensor:
         return hash_grid_encoding(
-            x01, self.table, self.scales, self.resolutions, self.table_sizes, self.offsets,
+            x01,
+            self.table,
+            self.scales,
+            self.resolutions,
+            self.table_sizes,
+            self.offsets,
             self.dense,
         )

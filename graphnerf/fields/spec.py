@@ -62,9 +62,13 @@ class FieldSpec:
         _check_range(f, "n_hidden_layers", self.n_hidden_layers, 1, 16)
         _check_range(f, "n_neurons", self.n_neurons, 1, 1024)
         if self.activation not in ACTIVATIONS:
-            raise SpecError(f"{f}: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            raise SpecError(
+                f"{f}: activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+            )
         if len(self.aabb) != 6 or not all(math.isfinite(v) for v in self.aabb):
-            raise SpecError(f"{f}: aabb must be 6 finite numbers (min xyz, max xyz), got {self.aabb}")
+            raise SpecError(
+                f"{f}: aabb must be 6 finite numbers (min xyz, max xyz), got {self.aabb}"
+            )
         if not all(self.aabb[i] < self.aabb[i + 3] for i in range(3)):
             raise SpecError(f"{f}: aabb min must be < max on every axis, got {self.aabb}")
 
@@ -121,12 +125,16 @@ class FieldSpec:
             raise SpecError(f"a field spec must be a JSON object, got {type(d).__name__}")
         family = d.get("family")
         if family not in SPEC_CLASSES:
-            raise SpecError(f"unknown field family {family!r}; expected one of {sorted(SPEC_CLASSES)}")
+            raise SpecError(
+                f"unknown field family {family!r}; expected one of {sorted(SPEC_CLASSES)}"
+            )
         cls = SPEC_CLASSES[family]
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names - {"family"}
         if unknown:
-            raise SpecError(f"{family}: unknown spec field(s) {sorted(unknown)}; expected {sorted(names)}")
+            raise SpecError(
+                f"{family}: unknown spec field(s) {sorted(unknown)}; expected {sorted(names)}"
+            )
         kwargs = {k: (tuple(v) if k == "aabb" else v) for k, v in d.items() if k != "family"}
         return cls(**kwargs)
 
@@ -221,7 +229,9 @@ class HashGridSpec(FieldSpec):
         if self.n_levels == 1:
             return 1.0
         return float(
-            np.exp((np.log(self.max_resolution) - np.log(self.base_resolution)) / (self.n_levels - 1))
+            np.exp(
+                (np.log(self.max_resolution) - np.log(self.base_resolution)) / (self.n_levels - 1)
+            )
         )
 
     @property
@@ -229,9 +239,9 @@ class HashGridSpec(FieldSpec):
         """tcnn ``grid_scale`` per level, computed in float32 as tcnn does: [L] float32."""
         log2_s = np.log2(np.float32(self.per_level_scale)).astype(np.float32)
         levels = np.arange(self.n_levels, dtype=np.float32)
-        return (np.exp2(levels * log2_s) * np.float32(self.base_resolution) - np.float32(1.0)).astype(
-            np.float32
-        )
+        return (
+            np.exp2(levels * log2_s) * np.float32(self.base_resolution) - np.float32(1.0)
+        ).astype(np.float32)
 
     @property
     def level_resolutions(self) -> np.ndarray:

@@ -32,8 +32,12 @@ __all__ = [
 
 #: Held-out evaluation views as ``(azimuth_deg, elevation_deg)``: azimuth measured in the xy-plane
 #: from +x towards +y, elevation above the xy-plane. Two views above and two below the equator.
-EVAL_VIEWS: tuple[tuple[float, float], ...] = ((45.0, 20.0), (135.0, -15.0), (225.0, 20.0),
-                                               (315.0, -15.0))
+EVAL_VIEWS: tuple[tuple[float, float], ...] = (
+    (45.0, 20.0),
+    (135.0, -15.0),
+    (225.0, 20.0),
+    (315.0, -15.0),
+)
 #: Distance of the evaluation cameras from the origin (world units).
 EVAL_RADIUS: float = 3.0
 #: Vertical (= horizontal for square images) field of view of the evaluation cameras, degrees.
@@ -79,8 +83,9 @@ class Camera:
         for name in ("fx", "fy"):
             value = float(getattr(self, name))
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"Camera: {name} must be a positive focal length in pixels, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"Camera: {name} must be a positive focal length in pixels, got {value!r}"
+                )
             setattr(self, name, value)
         for name in ("cx", "cy"):
             value = float(getattr(self, name))
@@ -104,8 +109,15 @@ class Camera:
         if isinstance(height, bool) or int(height) != height or height < 1:
             raise ValueError(f"Camera.from_fov: height must be a positive integer, got {height!r}")
         focal = 0.5 * float(height) / math.tan(0.5 * math.radians(fov_deg))
-        return cls(c2w=c2w, fx=focal, fy=focal, cx=0.5 * float(width), cy=0.5 * float(height),
-                   height=height, width=width)
+        return cls(
+            c2w=c2w,
+            fx=focal,
+            fy=focal,
+            cx=0.5 * float(width),
+            cy=0.5 * float(height),
+            height=height,
+            width=width,
+        )
 
     @property
     def origin(self) -> Tensor:
@@ -114,8 +126,9 @@ class Camera:
 
     def to(self, device: torch.device | str) -> Camera:
         """A copy with ``c2w`` on ``device``."""
-        return Camera(self.c2w.to(device), self.fx, self.fy, self.cx, self.cy, self.height,
-                      self.width)
+        return Camera(
+            self.c2w.to(device), self.fx, self.fy, self.cx, self.cy, self.height, self.width
+        )
 
 
 def _as_vec3(value: Tensor | Sequence[float], name: str) -> Tensor:
@@ -179,12 +192,17 @@ def look_at(
 
 
 def spherical_to_cartesian(radius: float, azimuth_deg: float, elevation_deg: float) -> Tensor:
-    """Point at ``radius`` from the origin: azimuth from +x towards +y, elevation above xy. ``[3]``."""
+    """``[3]`` point at ``radius`` from the origin (azimuth from +x to +y, elevation above xy)."""
     az = math.radians(azimuth_deg)
     el = math.radians(elevation_deg)
-    return torch.tensor([radius * math.cos(el) * math.cos(az),
-                         radius * math.cos(el) * math.sin(az),
-                         radius * math.sin(el)], dtype=torch.float32)
+    return torch.tensor(
+        [
+            radius * math.cos(el) * math.cos(az),
+            radius * math.cos(el) * math.sin(az),
+            radius * math.sin(el),
+        ],
+        dtype=torch.float32,
+    )
 
 
 def orbit_cameras(
@@ -224,7 +242,8 @@ def eval_cameras(height: int = 128, width: int = 128) -> list[Camera]:
     [-0.7, 0.7]^3 is in view (for ``width >= height``). Deterministic: no randomness involved.
     """
     return [
-        Camera.from_fov(look_at(spherical_to_cartesian(EVAL_RADIUS, az, el)), height, width,
-                        EVAL_FOV_DEG)
+        Camera.from_fov(
+            look_at(spherical_to_cartesian(EVAL_RADIUS, az, el)), height, width, EVAL_FOV_DEG
+        )
         for az, el in EVAL_VIEWS
     ]

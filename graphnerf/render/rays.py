@@ -11,7 +11,7 @@ from .cameras import Camera
 
 __all__ = ["DEFAULT_AABB", "as_aabb", "camera_rays", "ray_aabb", "resolve_aabb"]
 
-#: Default scene box ``(xmin, ymin, zmin, xmax, ymax, zmax)``: the cube [-0.7, 0.7]^3 (nf2vec/gmnerf).
+#: Default scene box ``(xmin, ymin, zmin, xmax, ymax, zmax)``: the cube [-0.7, 0.7]^3 (as nf2vec).
 DEFAULT_AABB: tuple[float, ...] = (-0.7, -0.7, -0.7, 0.7, 0.7, 0.7)
 
 
@@ -28,14 +28,18 @@ def as_aabb(
     """
     box = torch.as_tensor(aabb).detach()
     if box.numel() != 6:
-        raise ValueError(f"{name} must have 6 values (xmin, ymin, zmin, xmax, ymax, zmax), "
-                         f"got shape {list(box.shape)}")
+        raise ValueError(
+            f"{name} must have 6 values (xmin, ymin, zmin, xmax, ymax, zmax), "
+            f"got shape {list(box.shape)}"
+        )
     box = box.reshape(6).to(dtype=dtype, device=device)
     if not bool(torch.isfinite(box).all()):
         raise ValueError(f"{name} must be finite, got {box.tolist()}")
     if not bool((box[:3] < box[3:]).all()):
-        raise ValueError(f"{name} must satisfy min < max on every axis "
-                         f"(xmin, ymin, zmin, xmax, ymax, zmax), got {box.tolist()}")
+        raise ValueError(
+            f"{name} must satisfy min < max on every axis "
+            f"(xmin, ymin, zmin, xmax, ymax, zmax), got {box.tolist()}"
+        )
     return box
 
 
@@ -65,9 +69,9 @@ def camera_rays(camera: Camera) -> tuple[Tensor, Tensor]:
         camera: a :class:`Camera` (OpenGL convention).
 
     Returns:
-        ``origins [H*W, 3]`` (world units) and unit-norm ``directions [H*W, 3]``, pixels in row-major
-        order (index ``row * W + col``, row 0 at the top of the image), on ``camera.c2w``'s device
-        and dtype.
+        ``origins [H*W, 3]`` (world units) and unit-norm ``directions [H*W, 3]``, pixels in
+        row-major order (index ``row * W + col``, row 0 at the top of the image), on
+        ``camera.c2w``'s device and dtype.
     """
     c2w = camera.c2w
     dtype, device = c2w.dtype, c2w.device
@@ -124,5 +128,7 @@ def _check_rays(origins: Tensor, directions: Tensor) -> None:
     if origins.ndim != 2 or origins.shape[-1] != 3:
         raise ValueError(f"origins must have shape [R, 3], got {list(origins.shape)}")
     if directions.shape != origins.shape:
-        raise ValueError(f"directions must have the same shape as origins {list(origins.shape)}, "
-                         f"got {list(directions.shape)}")
+        raise ValueError(
+            f"directions must have the same shape as origins {list(origins.shape)}, "
+            f"got {list(directions.shape)}"
+        )

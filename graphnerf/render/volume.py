@@ -51,16 +51,19 @@ def stratified_t(
     """
     n = _check_n_samples(n_samples)
     if t_near.ndim != 1 or t_far.shape != t_near.shape:
-        raise ValueError(f"t_near and t_far must both have shape [R], got {list(t_near.shape)} and "
-                         f"{list(t_far.shape)}")
+        raise ValueError(
+            f"t_near and t_far must both have shape [R], got {list(t_near.shape)} and "
+            f"{list(t_far.shape)}"
+        )
     u = torch.linspace(0.0, 1.0, n + 1, dtype=t_near.dtype, device=t_near.device)
     span = (t_far - t_near)[:, None]
     edges = t_near[:, None] + span * u
     if perturb and n > 1:
         centres = 0.5 * (edges[:, 1:] + edges[:, :-1])  # [R, S]
         lower, upper = centres[:, :-1], centres[:, 1:]  # bounds of interior edges, [R, S - 1]
-        jitter = torch.rand(lower.shape, dtype=t_near.dtype, device=t_near.device,
-                            generator=generator)
+        jitter = torch.rand(
+            lower.shape, dtype=t_near.dtype, device=t_near.device, generator=generator
+        )
         interior = lower + (upper - lower) * jitter
         edges = torch.cat([edges[:, :1], interior, edges[:, -1:]], dim=-1)
     return edges
@@ -71,8 +74,10 @@ def _background(background: Tensor | float | Sequence[float], ref: Tensor) -> Te
     if bg.ndim == 0:
         return bg.expand(3)
     if bg.shape[-1] != 3:
-        raise ValueError(f"background must be a float or have 3 channels ([3] or [R, 3]), "
-                         f"got shape {list(bg.shape)}")
+        raise ValueError(
+            f"background must be a float or have 3 channels ([3] or [R, 3]), "
+            f"got shape {list(bg.shape)}"
+        )
     return bg
 
 
@@ -105,11 +110,13 @@ def composite(
     if sigma.ndim != 2:
         raise ValueError(f"sigma must have shape [R, S], got {list(sigma.shape)}")
     if rgb.shape != (*sigma.shape, 3):
-        raise ValueError(f"rgb must have shape [R, S, 3] = {[*sigma.shape, 3]}, "
-                         f"got {list(rgb.shape)}")
+        raise ValueError(
+            f"rgb must have shape [R, S, 3] = {[*sigma.shape, 3]}, got {list(rgb.shape)}"
+        )
     if deltas.shape != sigma.shape:
-        raise ValueError(f"deltas must have shape [R, S] = {list(sigma.shape)}, "
-                         f"got {list(deltas.shape)}")
+        raise ValueError(
+            f"deltas must have shape [R, S] = {list(sigma.shape)}, got {list(deltas.shape)}"
+        )
     tau = sigma.clamp_min(0.0) * deltas  # optical thickness of each bin
     alpha = -torch.expm1(-tau)
     tau_before = torch.cat([torch.zeros_like(tau[:, :1]), torch.cumsum(tau[:, :-1], dim=-1)], -1)
@@ -118,8 +125,9 @@ def composite(
     if t_mid is None:
         t_mid = torch.cumsum(deltas, dim=-1) - 0.5 * deltas
     elif t_mid.shape != sigma.shape:
-        raise ValueError(f"t_mid must have shape [R, S] = {list(sigma.shape)}, "
-                         f"got {list(t_mid.shape)}")
+        raise ValueError(
+            f"t_mid must have shape [R, S] = {list(sigma.shape)}, got {list(t_mid.shape)}"
+        )
     depth = (weights * t_mid).sum(dim=-1)
     bg = _background(background, sigma)
     colour = (weights[..., None] * rgb).sum(dim=-2) + (1.0 - opacity)[:, None] * bg
@@ -130,14 +138,15 @@ def _eval_points(fn: FieldFn, points: Tensor, chunk: int) -> tuple[Tensor, Tenso
     """Evaluate ``fn`` on ``points [P, 3]`` in calls of at most ``chunk`` points."""
     sigmas, rgbs = [], []
     for start in range(0, points.shape[0], chunk):
-        x = points[start:start + chunk]
+        x = points[start : start + chunk]
         sigma, rgb = fn(x)
         n = x.shape[0]
         if sigma.numel() != n:
             raise ValueError(f"fn must return sigma of shape [N] = [{n}], got {list(sigma.shape)}")
         if rgb.shape != (n, 3):
-            raise ValueError(f"fn must return rgb of shape [N, 3] = [{n}, 3], "
-                             f"got {list(rgb.shape)}")
+            raise ValueError(
+                f"fn must return rgb of shape [N, 3] = [{n}, 3], got {list(rgb.shape)}"
+            )
         sigmas.append(sigma.reshape(n))
         rgbs.append(rgb)
     if len(sigmas) == 1:
@@ -207,14 +216,19 @@ def render_rays(
     rays_per_group = max(1, chunk // n)
     outs: dict[str, list[Tensor]] = {"rgb": [], "opacity": [], "depth": []}
     for start in range(0, hit_idx.numel(), rays_per_group):
-        idx = hit_idx[start:start + rays_per_group]
+        idx = hit_idx[start : start + rays_per_group]
         edges = stratified_t(t_near[idx], t_far[idx], n, perturb, generator)  # [G, S + 1]
         t_mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
         deltas = edges[:, 1:] - edges[:, :-1]
         points = origins[idx, None, :] + directions[idx, None, :] * t_mid[..., None]  # [G, S, 3]
         sigma, colour = _eval_points(fn, points.reshape(-1, 3), chunk)
-        out = composite(sigma.reshape(t_mid.shape).to(origins.dtype),
-                        colour.reshape(*t_mid.shape, 3).to(origins.dtype), deltas, bg, t_mid)
+        out = composite(
+            sigma.reshape(t_mid.shape).to(origins.dtype),
+            colour.reshape(*t_mid.shape, 3).to(origins.dtype),
+            deltas,
+            bg,
+            t_mid,
+        )
         for key, values in outs.items():
             values.append(out[key])
     rgb = rgb.index_put((hit_idx,), torch.cat(outs["rgb"]))
@@ -251,6 +265,14 @@ def render_image(
     with torch.set_grad_enabled(requires_grad):
         device = _device_of(fn, camera.c2w.device)
         origins, directions = camera_rays(camera.to(device))
-        out = render_rays(fn, origins, directions, aabb=aabb, n_samples=n_samples, perturb=False,
-                          background=background, chunk=chunk)
+        out = render_rays(
+            fn,
+            origins,
+            directions,
+            aabb=aabb,
+            n_samples=n_samples,
+            perturb=False,
+            background=background,
+            chunk=chunk,
+        )
         return out["rgb"].reshape(camera.height, camera.width, 3)
