@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_write_bytes
 from ..fields import FIELD_CLASSES, FieldSpec, RadianceField, SpecError, arch_name, resolve_spec
 from .errors import CheckpointError, check_finite
 from .tcnn import import_tcnn
@@ -120,33 +120,10 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file in the same folder, fsync, rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CheckpointError(path, f"cannot write: {e}") from e
-        raise
-    try:  # make the rename itself durable (best effort: not every platform allows it)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot write: {e}") from e
 
 
 # ------------------------------------------------------------------------------------ load

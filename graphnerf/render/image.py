@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..atomic import atomic_write
 
 __all__ = ["image_grid", "save_labeled_grid", "save_png", "to_uint8"]
 
@@ -38,20 +39,11 @@ def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
     return (img.to(torch.float32).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it to ``path``."""
+def _atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Create the parent folders, then write atomically (see :mod:`graphnerf.atomic`)."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return dest
+    return atomic_write(dest, write)
 
 
 def save_png(image: Tensor | np.ndarray, path: str | os.PathLike) -> Path:
