@@ -1,0 +1,47 @@
+"""Ground-truth scenes for the NeRF zoo: procedural shape classes, meshes, rotations.
+
+A :class:`Scene` maps world points ``x [N, 3]`` in the AABB [-0.7, 0.7]^3 to
+``(sigma [N], rgb [N, 3])`` like a radiance field, so it renders with :mod:`graphnerf.render`
+and distils into a field with :mod:`graphnerf.fit`.
+
+Example::
+
+    scene = make_scene("chair", seed=3)                   # one of the 13 CLASSES
+    turned = scene.rotated(random_rotation(seed=7))       # the same chair, turned about the centre
+    sigma, rgb = turned(torch.rand(1024, 3) * 1.4 - 0.7)
+    mesh = MeshScene("bunny.ply")                         # OBJ, PLY, STL, OFF, GLB, ...
+
+Objects are scaled so their bounding sphere fits in the AABB: every rotation stays inside.
+"""
+
+from .base import DEFAULT_AABB, DEFAULT_DENSITY, RotatedScene, Scene
+from .mesh import MeshScene, packaged_meshes
+from .procedural import CLASSES, ProceduralScene, make_scene
+from .rotations import (
+    identity_quat,
+    matrix_to_quat,
+    quat_conjugate,
+    quat_multiply,
+    quat_to_matrix,
+    random_rotation,
+)
+from .sheet import make_contact_sheet
+
+__all__ = [
+    "CLASSES",
+    "DEFAULT_AABB",
+    "DEFAULT_DENSITY",
+    "MeshScene",
+    "ProceduralScene",
+    "RotatedScene",
+    "Scene",
+    "identity_quat",
+    "make_contact_sheet",
+    "make_scene",
+    "matrix_to_quat",
+    "packaged_meshes",
+    "quat_conjugate",
+    "quat_multiply",
+    "quat_to_matrix",
+    "random_rotation",
+]
