@@ -1,5 +1,10 @@
-"""graphnerf: weight-space learning on neural radiance fields of many architectures."""
+"""graphnerf: weight-space learning on neural radiance fields of many architectures.
 
+Public API (DESIGN.md §2): ``ZOO``, ``build_field``, ``save_field``, ``load_field``, ``io``,
+``to_graph``, ``from_graph``, and the field / spec classes.
+"""
+
+from . import graph, io
 from .fields import (
     ZOO,
     FieldSpec,
@@ -12,10 +17,26 @@ from .fields import (
     TriplaneSpec,
     build_field,
 )
+from .graph import from_graph, to_graph
+from .io import load_field, save_field
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ZOO", "FieldSpec", "HashGridField", "HashGridSpec", "MLPField", "MLPSpec", "RadianceField",
-    "TriplaneField", "TriplaneSpec", "build_field",
+    "ZOO",
+    "FieldSpec",
+    "HashGridField",
+    "HashGridSpec",
+    "MLPField",
+    "MLPSpec",
+    "RadianceField",
+    "TriplaneField",
+    "TriplaneSpec",
+    "build_field",
+    "from_graph",
+    "graph",
+    "io",
+    "load_field",
+    "save_field",
+    "to_graph",
 ]

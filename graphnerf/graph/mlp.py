@@ -1,0 +1,133 @@
+"""The MLP part of every parameter graph (neurons and weight edges), and the MLP family.
+
+Neurons are numbered layer by layer (inputs, hidden layers, outputs), each layer in neuron order,
+so that neuron ``i`` of layer ``l`` has node id ``layer_starts[l] + i``. A layer is described by
+:class:`Segment` runs (e.g. the input layer of a hash-grid field is L runs of F grid-feature
+neurons, one per level, then the padded inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..fields import MLPField, MLPSpec
+from ..fields.spec import MLP_OUTPUTS
+from .builder import EdgeBlock, NodeBlock
+from .rebuild import GraphView, place, weight_positions
+from .schema import EdgeType, NodeType
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of ``n`` neurons of one type inside a layer (grid-feature runs carry their level)."""
+
+    type: NodeType
+    n: int
+    level: int = -1
+    level_x: float = -1.0
+    log_res_x: float = -1.0
+
+
+def neuron_blocks(
+    widths: Sequence[int],
+    inputs: Sequence[Segment],
+    outputs: Sequence[Segment],
+) -> tuple[list[NodeBlock], list[int]]:
+    """Node blocks of all neurons and the first node id of each layer.
+
+    Input and output neurons are ordered (``node_order`` = index in the layer), hidden ones are not.
+    """
+    n_layers = len(widths) - 1
+    for name, segs, w in (("input", inputs, widths[0]), ("output", outputs, widths[-1])):
+        if sum(s.n for s in segs) != w:
+            raise AssertionError(f"{name} segments {segs} do not add up to width {w}")
+    blocks: list[NodeBlock] = []
+    starts: list[int] = []
+    nid = 0
+    for layer, width in enumerate(widths):
+        starts.append(nid)
+        layer_x = layer / n_layers
+        if layer in (0, n_layers):
+            order = 0
+            for s in inputs if layer == 0 else outputs:
+                blocks.append(
+                    NodeBlock(
+                        n=s.n,
+                        type=s.type,
+                        layer=layer,
+                        layer_x=layer_x,
+                        order_start=order,
+                        order_count=width,
+                        level=s.level,
+                        level_x=s.level_x,
+                        log_res_x=s.log_res_x,
+                    )
+                )
+                order += s.n
+        else:
+            blocks.append(NodeBlock(n=width, type=NodeType.HIDDEN, layer=layer, layer_x=layer_x))
+        nid += width
+    return blocks, starts
+
+
+def weight_blocks(weights: Sequence[Tensor], starts: Sequence[int]) -> list[EdgeBlock]:
+    """One block per matrix: row o (output neuron) x column i (input neuron) -> ``W[o, i]``."""
+    blocks = []
+    for layer, w in enumerate(weights):
+        n_out, n_in = w.shape
+        blocks.append(
+            EdgeBlock(
+                type=EdgeType.WEIGHT,
+                rows_start=starts[layer + 1],
+                n_rows=n_out,
+                cols=torch.arange(starts[layer], starts[layer] + n_in),
+                values=w,
+                rows_are_src=False,
+            )
+        )
+    return blocks
+
+
+def output_segments(width: int) -> list[Segment]:
+    """The tcnn output layer: 4 real outputs (rgb, density), then padded ones."""
+    return [
+        Segment(NodeType.OUTPUT, MLP_OUTPUTS),
+        Segment(NodeType.PAD_OUTPUT, width - MLP_OUTPUTS),
+    ]
+
+
+def head_structure(spec, inputs: Sequence[Segment]) -> tuple[list[NodeBlock], list[int]]:
+    """Neuron blocks of a field's tcnn MLP head given its input-layer segments."""
+    widths = spec.mlp_widths
+    pad = widths[0] - sum(s.n for s in inputs)
+    segs = [s for s in inputs if s.n] + ([Segment(NodeType.PAD_INPUT, pad)] if pad else [])
+    return neuron_blocks(widths, segs, output_segments(widths[-1]))
+
+
+# ------------------------------------------------------------------ the MLP family
+def mlp_field_blocks(field: MLPField) -> tuple[list[NodeBlock], list[EdgeBlock]]:
+    spec = field.spec
+    nodes, starts = head_structure(spec, [Segment(NodeType.INPUT, spec.mlp_input_dim)])
+    return nodes, weight_blocks(list(field.mlp.weights), starts)
+
+
+def load_head(field, flat: Tensor) -> None:
+    """Copy the first ``mlp_param_count`` values of ``flat`` into the field's MLP matrices."""
+    a = 0
+    with torch.no_grad():
+        for w in field.mlp.weights:
+            w.copy_(flat[a : a + w.numel()].view_as(w))
+            a += w.numel()
+
+
+def mlp_field_from_view(view: GraphView, spec: MLPSpec) -> MLPField:
+    view.expect_edges(spec, {EdgeType.WEIGHT: spec.mlp_param_count})
+    pos, val = weight_positions(view, spec.mlp_widths)
+    flat = place(view, spec.mlp_param_count, [(pos, val)])
+    field = MLPField(spec)
+    load_head(field, flat)
+    return field

@@ -1,0 +1,138 @@
+"""The parameter-graph schema shared by every architecture (DESIGN §4, contract).
+
+A NeRF becomes one :class:`torch_geometric.data.Data` whose *edges carry the parameters*: every
+trainable scalar of the field is exactly one edge, its value the edge feature. Nodes carry only
+structure (what kind of neuron or grid element they are, and where), so that all node attributes
+are a function of the architecture alone.
+
+Nodes (``node_type``, :class:`NodeType`):
+
+* ``INPUT`` — a frequency-encoding input of the MLP (or an input of a plain ``nn.Sequential``).
+* ``GRID_FEATURE`` — an MLP input fed by a grid: hash level ``l`` feature ``f`` is input neuron
+  ``l * F + f``; tri-plane channel ``c`` is input neuron ``6 * n_frequencies + c`` (one node shared
+  by the three planes, whose samples are summed).
+* ``PAD_INPUT`` — a padded MLP input. tiny-cuda-nn feeds it the constant ``spec.pad_value`` (1), so
+  its outgoing weights act exactly like biases of the first layer.
+* ``HIDDEN`` — a hidden neuron (permutable: it has no order).
+* ``OUTPUT`` — one of the 4 real outputs (rgb, density); ``PAD_OUTPUT`` — the padded outputs 4..15
+  whose weights are parameters that nothing reads (kept so that every parameter is an edge).
+* ``BIAS`` — ``nn.Sequential`` only: one node per ``nn.Linear`` with a bias, with one edge per
+  bias value to that layer's output neurons (the Graph-Metanetworks convention).
+* ``HASH_ENTRY`` — one node per hash-table entry of each level.
+* ``PLANE_CELL`` — one node per cell of each of the three planes.
+
+Edges (``edge_type``, :class:`EdgeType`):
+
+* ``WEIGHT`` in-neuron -> out-neuron, value ``W[out, in]``;
+* ``BIAS`` bias node -> out-neuron, value ``bias[out]``;
+* ``HASH`` entry ``e`` of level ``l`` -> feature node ``l * F + f``, value
+  ``table[level_offsets[l] + e, f]``;
+* ``PLANE`` cell ``(k, v, u)`` -> channel node ``c``, value ``triplane[k, v, u, c]``.
+
+There are no isolated nodes: every node has at least one edge.
+
+Attributes (names are part of the contract; only ``edge_index`` is offset by PyG when batching):
+
+=================  ============  ==============================================================
+``edge_index``     [2, E] long   source, target node ids
+``edge_attr``      [E, 1] f32    the parameter value, exactly
+``edge_type``      [E] long      :class:`EdgeType`
+``node_type``      [N] long      :class:`NodeType`
+``node_layer``     [N] long      MLP layer of a neuron (0 = MLP inputs, n_layers = outputs);
+                                 a bias node has the layer of the inputs it sits beside;
+                                 hash entries and plane cells -1
+``node_order``     [N] long      index within its layer for input / output neurons (padded ones
+                                 included); -1 for hidden neurons and bias nodes; entry index
+                                 within its level for hash entries; ``v * R + u`` within its plane
+                                 for cells
+``node_level``     [N] long      hash level of entries and grid-feature nodes; plane index of
+                                 cells; -1 otherwise
+``node_pos``       [N, 3] f32    where the field reads the node, AABB-normalised: dense hash
+                                 vertex ``((x, y, z) - 0.5) / scale`` (about [0, 1]; tcnn's
+                                 outermost vertices lie half a cell outside the box); plane
+                                 cell: ``u / (R - 1)``, ``v / (R - 1)`` on the plane's two world
+                                 axes, 0.5 on the third; zeros where there is no position
+``x``              [N, 5] f32    normalised node features, columns :data:`X_COLUMNS`
+``spec``           object        the ``FieldSpec`` (or :class:`SequentialSpec` for plain MLPs)
+``num_nodes``      int           N
+=================  ============  ==============================================================
+
+``x`` columns (every value in [-1, 1]; -1 means "not applicable"):
+
+* ``layer`` — ``node_layer / n_layers`` in [0, 1]; -1 for hash entries and plane cells;
+* ``order`` — ``node_order / (group size - 1)`` in [0, 1] (group = the layer, the hash level or the
+  plane); -1 for hidden neurons and bias nodes;
+* ``level`` — hash level ``l / (L - 1)`` (0 when L = 1) for entries and grid features, plane
+  ``k / 2`` for cells; -1 otherwise;
+* ``log_res`` — ``min(log2(resolution) / 16, 1)`` of the hash level / tri-plane of hash entries,
+  plane cells and grid-feature nodes (2^16 is the largest resolution a spec allows); -1
+  otherwise. The normaliser is fixed, not per spec, so that values compare across architectures;
+* ``has_pos`` — 1 where ``node_pos`` is a real position (dense hash vertices, plane cells), else 0.
+
+Hash entries of a dense level beyond ``res^3`` (the table is rounded up to a multiple of 8) and
+entries of hashed levels have no position.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+SCHEMA_VERSION = 1
+
+X_COLUMNS: tuple[str, ...] = ("layer", "order", "level", "log_res", "has_pos")
+LOG_RES_NORM = 16.0  # log2 of the largest grid resolution (tcnn's limit)
+
+NODE_ATTRS: tuple[str, ...] = (
+    "node_type",
+    "node_layer",
+    "node_order",
+    "node_level",
+    "node_pos",
+    "x",
+)
+EDGE_ATTRS: tuple[str, ...] = ("edge_index", "edge_attr", "edge_type")
+GRAPH_TENSORS: tuple[str, ...] = EDGE_ATTRS + NODE_ATTRS
+
+
+class NodeType(enum.IntEnum):
+    """Kind of a node (``Data.node_type``)."""
+
+    INPUT = 0
+    HIDDEN = 1
+    OUTPUT = 2
+    PAD_INPUT = 3
+    PAD_OUTPUT = 4
+    BIAS = 5
+    GRID_FEATURE = 6
+    HASH_ENTRY = 7
+    PLANE_CELL = 8
+
+
+class EdgeType(enum.IntEnum):
+    """Kind of an edge (``Data.edge_type``)."""
+
+    WEIGHT = 0
+    BIAS = 1
+    HASH = 2
+    PLANE = 3
+
+
+#: node types that are MLP neurons (have a layer >= 0 and an index within it)
+NEURON_TYPES: tuple[NodeType, ...] = (
+    NodeType.INPUT,
+    NodeType.HIDDEN,
+    NodeType.OUTPUT,
+    NodeType.PAD_INPUT,
+    NodeType.PAD_OUTPUT,
+    NodeType.GRID_FEATURE,
+)
+
+
+class GraphError(ValueError):
+    """Input that cannot be converted to a graph, or a graph that cannot be rebuilt."""
+
+
+def log_res_feature(resolution: int) -> float:
+    """The ``log_res`` column of ``x`` for a grid of this resolution."""
+    return min(math.log2(resolution) / LOG_RES_NORM, 1.0)

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks behind `scripts/bench.py` (never timed unit tests)."""
