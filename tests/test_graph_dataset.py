@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
+from graphnerf.data import ManifestError
 from graphnerf.fields import ZOO, build_field
-from graphnerf.graph import GraphError, GraphZooDataset, from_graph
+from graphnerf.graph import GraphZooDataset, from_graph
 from graphnerf.graph import dataset as dataset_module
 from graphnerf.io import load_field, save_field
 
@@ -142,7 +143,7 @@ def test_corrupt_cache_entry_is_rebuilt_and_bad_manifest_rejected(zoo, tmp_path:
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.jsonl").write_text(json.dumps({"id": "a", "file": "a.safetensors"}) + "\n")
-    with pytest.raises(GraphError, match=r"manifest.jsonl:1: missing field\(s\)"):
+    with pytest.raises(ManifestError, match=r"manifest.jsonl:1: missing field\(s\)"):
         GraphZooDataset(bad)
     with pytest.raises(FileNotFoundError, match="no zoo manifest"):
         GraphZooDataset(tmp_path / "nowhere")

@@ -23,7 +23,6 @@ cache does not depend on them.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -35,38 +34,18 @@ from torch_geometric.data import Data, Dataset
 
 from ..fields import ZOO
 from .convert import to_graph
-from .schema import SCHEMA_VERSION, GraphError
+from .schema import SCHEMA_VERSION
 from .serialize import atomic_torch_save, graph_from_dict, graph_to_dict
 
-MANIFEST = "manifest.jsonl"
-REQUIRED_FIELDS: tuple[str, ...] = ("id", "file", "arch", "class", "split", "object", "rotation")
 STRING_FIELDS: tuple[str, ...] = ("id", "object", "arch", "split", "file")
 
 
 def read_manifest(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Parse ``root/manifest.jsonl`` (blank lines skipped); clear errors with the line number."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no zoo manifest (expected {MANIFEST} in {root})")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GraphError(f"{path}:{n}: not JSON: {e}") from e
-            if not isinstance(rec, dict):
-                raise GraphError(f"{path}:{n}: a manifest line must be a JSON object")
-            missing = [k for k in REQUIRED_FIELDS if k not in rec]
-            if missing:
-                raise GraphError(f"{path}:{n}: missing field(s) {missing}")
-            rot = rec["rotation"]
-            if not (isinstance(rot, list) and len(rot) == 4):
-                raise GraphError(f"{path}:{n}: rotation must be 4 numbers (wxyz), got {rot!r}")
-            records.append(rec)
-    return records
+    """The zoo's validated manifest records (:func:`graphnerf.data.read_manifest`, imported lazily
+    so that the graph package does not load the generation stack)."""
+    from ..data.manifest import read_manifest as _read
+
+    return _read(root)
 
 
 def _as_set(v: str | Sequence[str] | None) -> set[str] | None:

@@ -12,7 +12,6 @@ temporary file in the same folder, then ``os.replace`` (atomic on POSIX and Wind
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from ..atomic import atomic_write
 from ..fields import FieldSpec, arch_name
 from .convert import spec_from_json
 from .schema import SCHEMA_VERSION, EdgeType, GraphError, NodeType
@@ -69,20 +69,10 @@ def graph_from_dict(d: Any, source: str = "<dict>") -> Data:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
+    """``torch.save`` atomically (:func:`graphnerf.atomic.atomic_write`); creates the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_graph(g: Data, path: str | os.PathLike[str]) -> Path:
