@@ -4,7 +4,7 @@ Public API (DESIGN.md §2): ``ZOO``, ``build_field``, ``save_field``, ``load_fie
 ``to_graph``, ``from_graph``, and the field / spec classes.
 """
 
-from . import graph, io
+from . import graph, io, losses, models
 from .fields import (
     ZOO,
     FieldSpec,
@@ -36,6 +36,8 @@ __all__ = [
     "from_graph",
     "graph",
     "io",
+    "losses",
+    "models",
     "load_field",
     "save_field",
     "to_graph",

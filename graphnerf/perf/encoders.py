@@ -1,0 +1,311 @@
+"""Encoder training-step benchmark: time and memory of one optimisation step on a zoo batch.
+
+``python -m graphnerf.perf.encoders [--variants default bf16=true ...] [--out FILE]``
+
+One step = forward of a batch of parameter graphs of mixed architectures (default 3 ``mlp``,
+3 ``hash``, 2 ``triplane`` zoo fields, batched with ``Batch.from_data_list``) + SigLIP loss
+(objects shared across architectures, as in training) + backward + AdamW step. Goal stated in
+the issue: <= 1 s per step with the default GMN config on this CPU.
+
+Each (encoder, variant) runs in its own subprocess so that memory figures do not mix. Reported:
+
+* ``step_s``: median wall-clock seconds per step after warm-up, and ``cpu_s``: median process
+  CPU seconds per step (user + system of all threads). On a machine shared with other jobs the
+  wall time is inflated by waiting for a core; the CPU time is less affected (but counts busy
+  waiting of idle OpenMP threads when there are several threads).
+* ``saved_mb``: bytes of the tensors autograd saves for backward during one forward (counted
+  with ``torch.autograd.graph.saved_tensors_hooks``, one count per storage): the activation
+  memory, deterministic and independent of the machine's load.
+* ``peak_rss_mb``: peak resident memory during the timed steps (``/proc/self/statm`` sampled
+  every 2 ms by a thread) minus the resident memory before the first step, i.e. activations +
+  gradients + optimiser state + allocator overhead; ``maxrss_mb`` is the subprocess's
+  ``ru_maxrss`` (includes building the graphs).
+
+Only the GMN encoder is registered (:data:`ENCODERS`); the SANE encoder's step will be added in
+the marked section below by registering a setup function of the same signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+DEFAULT_ARCHS = ("mlp", "mlp", "mlp", "hash", "hash", "hash", "triplane", "triplane")
+DEFAULT_VARIANTS = ("default", "bf16=true", "edge_chunk=65536,checkpoint=true")
+
+
+@dataclass
+class StepSetup:
+    """What a timed step needs: the trainable modules, the input and a loss of the output."""
+
+    model: nn.Module
+    inputs: Any
+    loss_fn: Callable[[torch.Tensor], torch.Tensor]
+    extra_params: list[nn.Parameter]
+    config: dict[str, Any]
+
+
+def parse_variant(variant: str) -> dict[str, Any]:
+    """``"default"`` -> {}; ``"a=1,b=true"`` -> {"a": 1, "b": True} (values parsed as YAML)."""
+    import yaml
+
+    if variant in ("", "default"):
+        return {}
+    out = {}
+    for item in variant.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"variant items must look like key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def object_labels(n: int, n_archs: int) -> torch.Tensor:
+    """Object ids for a batch holding ``n_archs`` architectures of each object, as in training:
+    graph ``i`` shows object ``i % ceil(n / n_archs)``."""
+    n_obj = max(1, math.ceil(n / max(n_archs, 1)))
+    return torch.arange(n) % n_obj
+
+
+# ------------------------------------------------------------------ GMN
+def setup_gmn(overrides: dict[str, Any], archs: Sequence[str], seed: int) -> StepSetup:
+    from torch_geometric.data import Batch
+
+    from ..fields import build_field
+    from ..graph import to_graph
+    from ..losses import SigLIPLoss
+    from ..models import GMNConfig, GMNEncoder
+
+    cfg = GMNConfig.from_dict({**GMNConfig().to_dict(), **overrides})
+    torch.manual_seed(seed)
+    batch = Batch.from_data_list(
+        [to_graph(build_field(a, seed=seed + i)) for i, a in enumerate(archs)]
+    )
+    model = GMNEncoder(cfg).train()
+    siglip = SigLIPLoss()
+    labels = object_labels(len(archs), len({a.split("_")[0] for a in archs}))
+
+    def loss_fn(z: torch.Tensor) -> torch.Tensor:
+        return siglip(z, z, labels, labels)
+
+    info = {**cfg.to_dict(), "nodes": int(batch.num_nodes), "edges": int(batch.num_edges)}
+    return StepSetup(model, batch, loss_fn, list(siglip.parameters()), info)
+
+
+# ------------------------------------------------------------------ SANE
+# The SANE encoder's benchmark goes here: write ``setup_sane(overrides, archs, seed) ->
+# StepSetup`` (tokenise the same zoo fields, build SANEEncoder, use its training loss) and
+# register it in ENCODERS below. Nothing else in this module needs to change.
+
+ENCODERS: dict[str, Callable[[dict[str, Any], Sequence[str], int], StepSetup]] = {
+    "gmn": setup_gmn,
+}
+
+
+# ------------------------------------------------------------------ measurement
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRSS:
+    """Samples the resident set size in a thread; ``peak`` is the largest value seen."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def saved_activation_bytes(model: nn.Module, inputs: Any, loss_fn: Callable) -> int:
+    """Bytes autograd saves for backward in one forward + loss (each storage counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        try:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(model(inputs))
+    del loss
+    return sum(seen.values())
+
+
+def run_worker(
+    encoder: str, variant: str, archs: Sequence[str], steps: int, warmup: int, seed: int
+) -> dict[str, Any]:
+    """Benchmark one (encoder, variant) in this process."""
+    setup = ENCODERS[encoder](parse_variant(variant), archs, seed)
+    params = list(setup.model.parameters()) + setup.extra_params
+    opt = torch.optim.AdamW(params, lr=1e-4)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = setup.loss_fn(setup.model(setup.inputs))
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    rss0 = _rss_bytes()
+    walls, cpus = [], []
+    with _PeakRSS() as peak:
+        for i in range(warmup + steps):
+            t, c = time.perf_counter(), time.process_time()
+            loss = step()
+            if i >= warmup:
+                walls.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
+    saved = saved_activation_bytes(setup.model, setup.inputs, setup.loss_fn)
+    return {
+        "encoder": encoder,
+        "variant": variant,
+        "config": setup.config,
+        "params": sum(p.numel() for p in setup.model.parameters()),
+        "step_s": statistics.median(walls),
+        "step_s_all": walls,
+        "cpu_s": statistics.median(cpus),
+        "saved_mb": saved / 2**20,
+        "peak_rss_mb": (peak.peak - rss0) / 2**20,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "final_loss": loss,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def bench_encoders(
+    encoders: Sequence[str] = ("gmn",),
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    archs: Sequence[str] = DEFAULT_ARCHS,
+    steps: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run every (encoder, variant) in a fresh subprocess; collect their results."""
+    rows = []
+    for enc in encoders:
+        if enc not in ENCODERS:
+            raise ValueError(f"unknown encoder {enc!r}; registered: {sorted(ENCODERS)}")
+        for var in variants:
+            parse_variant(var)  # fail early on malformed variants
+            args = [
+                "--_worker", "--encoders", enc, "--variants", var, "--archs", *archs,
+                "--steps", str(steps), "--warmup", str(warmup), "--seed", str(seed),
+            ]  # fmt: skip
+            if threads is not None:
+                args += ["--threads", str(threads)]
+            proc = subprocess.run(
+                [sys.executable, "-m", "graphnerf.perf.encoders", *args],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"benchmark {enc} [{var}] failed:\n{proc.stderr[-4000:]}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {
+        "archs": list(archs),
+        "steps": steps,
+        "warmup": warmup,
+        "seed": seed,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "target_step_s": 1.0,
+        "rows": rows,
+    }
+
+
+def format_table(res: dict[str, Any]) -> str:
+    r0 = res["rows"][0]["config"] if res["rows"] else {}
+    lines = [
+        f"batch: {', '.join(res['archs'])} ({r0.get('nodes', '?'):,} nodes, "
+        f"{r0.get('edges', '?'):,} edges); median of {res['steps']} steps after {res['warmup']} "
+        f"warm-up; torch {res['torch']}; load average {res['load_avg'][0]:.1f} on "
+        f"{res['cpu_count']} CPUs",
+        "",
+        "| encoder | variant | threads | params | step (s) | CPU (s) | saved act. (MB) "
+        "| peak RSS delta (MB) | <= 1 s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in res["rows"]:
+        ok = "yes" if r["step_s"] <= res["target_step_s"] else "no"
+        lines.append(
+            f"| {r['encoder']} | {r['variant']} | {r['threads']} | {r['params']:,} | "
+            f"{r['step_s']:.2f} | {r['cpu_s']:.2f} | {r['saved_mb']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="graphnerf.perf.encoders", description=__doc__.split("\n")[0])
+    p.add_argument("--encoders", nargs="+", default=["gmn"], choices=sorted(ENCODERS))
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        help="config overrides per run: 'default' or 'key=value,key=value'",
+    )
+    p.add_argument("--archs", nargs="+", default=list(DEFAULT_ARCHS), help="zoo names")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default="bench_out/encoders.json")
+    p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a._worker:
+        if a.threads is not None:
+            torch.set_num_threads(a.threads)
+        row = run_worker(a.encoders[0], a.variants[0], a.archs, a.steps, a.warmup, a.seed)
+        print(json.dumps(row))
+        return 0
+    res = bench_encoders(a.encoders, a.variants, a.archs, a.steps, a.warmup, a.seed, a.threads)
+    print(format_table(res))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
