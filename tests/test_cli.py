@@ -1,0 +1,112 @@
+"""The `graphnerf` command line and the demo, end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import graphnerf
+from graphnerf.cli import main
+
+
+@pytest.fixture()
+def hash_file(tmp_path):
+    field = graphnerf.build_field("hash", seed=1)
+    return graphnerf.save_field(
+        field,
+        tmp_path / "h.safetensors",
+        object_id="obj_7",
+        rotation=[1.0, 0.0, 0.0, 0.0],
+        psnr=31.5,
+    )
+
+
+def test_info_prints_architecture_counts_and_metadata(hash_file, capsys):
+    assert main(["info", str(hash_file)]) == 0
+    out = capsys.readouterr().out
+    assert "architecture  hash" in out
+    assert "encoding.params" in out and "32,768" in out and "10,240" in out and "43,008" in out
+    assert "[16, 32, 64, 128]" in out  # level resolutions
+    assert "obj_7" in out and "31.5" in out
+
+
+def test_info_reads_tcnn_pth(tmp_path, capsys):
+    params = graphnerf.io.export_tcnn(graphnerf.build_field("triplane", seed=0))
+    path = tmp_path / "nerf_weights.pth"
+    torch.save({k: v.half() for k, v in params.items()}, path)
+    assert main(["info", str(path)]) == 0
+    assert "architecture  triplane" in capsys.readouterr().out
+
+
+def test_bad_file_gives_clear_error_and_exit_code(tmp_path, capsys):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "graphnerf info: error:" in err and "x.safetensors" in err
+
+
+def test_render_writes_png(hash_file, tmp_path):
+    out = tmp_path / "r.png"
+    assert (
+        main(["render", str(hash_file), "--out", str(out), "--size", "12", "--samples", "8"]) == 0
+    )
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(out)
+    assert img.shape[:2] == (12, 12)
+
+
+def test_graph_command_writes_loadable_graph(hash_file, tmp_path, capsys):
+    out = tmp_path / "g.pt"
+    assert main(["graph", str(hash_file), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    g = graphnerf.graph.load_graph(out)
+    assert str(g.edge_index.shape[1]) in text.replace(",", "")
+    same = graphnerf.from_graph(g)
+    x = torch.rand(64, 3) - 0.5
+    assert torch.equal(same(x)[0], graphnerf.load_field(hash_file)(x)[0])
+
+
+def test_demo_small_is_lossless_and_writes_outputs(tmp_path):
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            f"out_dir={out}",
+            "archs=[mlp,triplane_8_channels,hash]",
+            "image_size=16",
+            "n_samples=8",
+            "check_points=256",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["arch"]: r for r in summary["architectures"]}
+    assert set(rows) == {"mlp", "triplane_8_channels", "hash"}
+    for r in rows.values():
+        assert r["max_diff_safetensors"] == r["max_diff_tcnn"] == r["max_diff_graph"] == 0.0
+        assert r["graph_edges"] > 0
+    assert rows["hash"]["params"] == 43_008
+    assert (out / "contact_sheet.png").stat().st_size > 0
+    assert (out / "renders" / "hash.png").exists()
+
+
+def test_demo_rejects_unknown_arch(tmp_path, capsys):
+    assert main(["demo", f"out_dir={tmp_path}", "archs=[mlp,voxels]"]) == 2
+    assert "voxels" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    r = subprocess.run(
+        [sys.executable, "-m", "graphnerf.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for sub in ("demo", "info", "render", "graph"):
+        assert sub in r.stdout
