@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import graphnerf
+import graphnerf.data
 from graphnerf.cli import main
 
 
@@ -72,19 +73,38 @@ def test_graph_command_writes_loadable_graph(hash_file, tmp_path, capsys):
     assert torch.equal(same(x)[0], graphnerf.load_field(hash_file)(x)[0])
 
 
-def test_demo_small_is_lossless_and_writes_outputs(tmp_path):
+TINY_ZOO = [
+    "classes=[chair]",
+    "archs.train=[mlp,hash]",
+    "batch_size=4",
+    "eval.size=16",
+    "eval.n_samples=16",
+    "eval.iou_res=16",
+    *[f"fit.distill.{k}.steps=25" for k in ("common", "mlp", "triplane", "hash")],
+    "fit.distill.common.cache_uniform=4096",
+    "fit.distill.common.cache_surface=4096",
+    "fit.distill.common.surface_grid=24",
+]
+
+
+def test_demo_small_runs_every_section(tmp_path, capsys):
+    """The demo end to end on tiny settings: round trips, scenes, a fitted mini-zoo, encoders."""
     out = tmp_path / "demo"
+    zoo = "[" + ",".join(f'"{o}"' for o in TINY_ZOO) + "]"
     code = main(
         [
             "demo",
             f"out_dir={out}",
             "archs=[mlp,triplane_8_channels,hash]",
+            "scenes=[chair]",
             "image_size=16",
             "n_samples=8",
             "check_points=256",
+            f"zoo_overrides={zoo}",
         ]
     )
     assert code == 0
+    text = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["arch"]: r for r in summary["architectures"]}
     assert set(rows) == {"mlp", "triplane_8_channels", "hash"}
@@ -92,8 +112,34 @@ def test_demo_small_is_lossless_and_writes_outputs(tmp_path):
         assert r["max_diff_safetensors"] == r["max_diff_tcnn"] == r["max_diff_graph"] == 0.0
         assert r["graph_edges"] > 0
     assert rows["hash"]["params"] == 43_008
-    assert (out / "contact_sheet.png").stat().st_size > 0
-    assert (out / "renders" / "hash.png").exists()
+    # 1 chair x 2 rotations x 2 archs, really fitted and evaluated
+    records = graphnerf.data.read_manifest(out / "zoo")
+    assert len(records) == 4 and {r["arch"] for r in records} == {"mlp", "hash"}
+    assert all(r["psnr"] is not None and r["psnr"] > 10 for r in records)
+    enc = summary["encoders"]
+    assert enc["gmn_embedding_shape"] == [4, 1024]
+    assert enc["sane_tokens_per_arch"]["mlp"] == 91
+    for name in ("scenes.png", "zoo.png", "zoo/summary.json"):
+        assert (out / name).stat().st_size > 0
+    assert "4. encoders" in text
+
+
+@pytest.mark.slow
+def test_demo_full_defaults(tmp_path):
+    """`graphnerf demo` exactly as the README runs it (minutes; `pytest -m slow`)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "graphnerf.cli", "demo", f"out_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["architectures"]) == 13
+    records = graphnerf.data.read_manifest(tmp_path / "zoo")
+    assert len(records) == 18
+    by_arch = {a: [r["psnr"] for r in records if r["arch"] == a] for a in ("mlp", "triplane")}
+    assert all(min(v) > 20 for v in by_arch.values()), by_arch
 
 
 def test_demo_rejects_unknown_arch(tmp_path, capsys):

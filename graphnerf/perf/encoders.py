@@ -21,8 +21,8 @@ Each (encoder, variant) runs in its own subprocess so that memory figures do not
   gradients + optimiser state + allocator overhead; ``maxrss_mb`` is the subprocess's
   ``ru_maxrss`` (includes building the graphs).
 
-Only the GMN encoder is registered (:data:`ENCODERS`); the SANE encoder's step will be added in
-the marked section below by registering a setup function of the same signature.
+Registered encoders (:data:`ENCODERS`): ``gmn`` (parameter graphs, SigLIP loss) and ``sane``
+(token sequences of the same fields, masked reconstruction + NT-Xent on the projection).
 """
 
 from __future__ import annotations
@@ -109,12 +109,46 @@ def setup_gmn(overrides: dict[str, Any], archs: Sequence[str], seed: int) -> Ste
 
 
 # ------------------------------------------------------------------ SANE
-# The SANE encoder's benchmark goes here: write ``setup_sane(overrides, archs, seed) ->
-# StepSetup`` (tokenise the same zoo fields, build SANEEncoder, use its training loss) and
-# register it in ENCODERS below. Nothing else in this module needs to change.
+class _SANEStep(nn.Module):
+    """The SANE autoencoder's training forward: masked reconstruction + NT-Xent projection."""
+
+    def __init__(self, model: nn.Module, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.labels = model, labels
+
+    def forward(self, seq: Any) -> torch.Tensor:
+        from ..losses import ntxent_loss
+
+        out = self.model(seq)
+        return out["loss_recon"] + ntxent_loss(out["projection"], self.labels)
+
+
+def setup_sane(overrides: dict[str, Any], archs: Sequence[str], seed: int) -> StepSetup:
+    import dataclasses
+
+    from ..fields import build_field
+    from ..models import SANEAutoencoder, SANEConfig
+    from ..tokens import Tokenizer, collate
+
+    cfg = SANEConfig.from_config({**dataclasses.asdict(SANEConfig()), **overrides})
+    torch.manual_seed(seed)
+    tok = Tokenizer()
+    gen = torch.Generator().manual_seed(seed)
+    seqs = [tok(build_field(a, seed=seed + i), generator=gen) for i, a in enumerate(archs)]
+    batch = collate(seqs)
+    labels = object_labels(len(archs), len({a.split("_")[0] for a in archs}))
+    model = _SANEStep(SANEAutoencoder(cfg).train(), labels)
+    info = {
+        **dataclasses.asdict(cfg),
+        "tokens": int(batch.mask.sum()),
+        "sequence": int(batch.mask.shape[1]),
+    }
+    return StepSetup(model, batch, lambda loss: loss, [], info)
+
 
 ENCODERS: dict[str, Callable[[dict[str, Any], Sequence[str], int], StepSetup]] = {
     "gmn": setup_gmn,
+    "sane": setup_sane,
 }
 
 
@@ -208,7 +242,7 @@ def run_worker(
 
 
 def bench_encoders(
-    encoders: Sequence[str] = ("gmn",),
+    encoders: Sequence[str] = ("gmn", "sane"),
     variants: Sequence[str] = DEFAULT_VARIANTS,
     archs: Sequence[str] = DEFAULT_ARCHS,
     steps: int = 5,
@@ -254,10 +288,16 @@ def bench_encoders(
 
 
 def format_table(res: dict[str, Any]) -> str:
-    r0 = res["rows"][0]["config"] if res["rows"] else {}
+    sizes = []
+    for r in res["rows"]:
+        c = r["config"]
+        if "nodes" in c and "gmn: " not in " ".join(sizes):
+            sizes.append(f"gmn: {c['nodes']:,} nodes, {c['edges']:,} edges")
+        if "tokens" in c and "sane: " not in " ".join(sizes):
+            sizes.append(f"sane: {c['tokens']:,} tokens, sequences of {c['sequence']}")
     lines = [
-        f"batch: {', '.join(res['archs'])} ({r0.get('nodes', '?'):,} nodes, "
-        f"{r0.get('edges', '?'):,} edges); median of {res['steps']} steps after {res['warmup']} "
+        f"batch: {', '.join(res['archs'])} ({'; '.join(sizes)}); "
+        f"median of {res['steps']} steps after {res['warmup']} "
         f"warm-up; torch {res['torch']}; load average {res['load_avg'][0]:.1f} on "
         f"{res['cpu_count']} CPUs",
         "",
@@ -277,7 +317,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="graphnerf.perf.encoders", description=__doc__.split("\n")[0])
-    p.add_argument("--encoders", nargs="+", default=["gmn"], choices=sorted(ENCODERS))
+    p.add_argument("--encoders", nargs="+", default=sorted(ENCODERS), choices=sorted(ENCODERS))
     p.add_argument(
         "--variants",
         nargs="+",

@@ -1,0 +1,220 @@
+"""`scripts/bench.py fit`: seconds per NeRF and PSNR of 3D distillation, one at a time vs batched.
+
+Goals stated in the zoo-generation issue, per training spec (``mlp``, ``triplane``, ``hash``):
+<= 2 s per NeRF amortised, mean PSNR >= 30 dB (mlp, triplane) / >= 26 dB (hash) on the 4 eval
+views at 128 x 128, 5th percentile >= 22 dB. Scenes are seeded procedural unions of coloured
+primitives (:class:`PrimitiveScene`: solid density 200 / unit, as ``graphnerf.scenes``), so the
+benchmark needs no data. Prints a markdown table and writes JSON with every seed and setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..fields import build_field
+from ..fit import distill, distill_batch, evaluate
+
+SOLID_DENSITY = 200.0
+
+
+class PrimitiveScene:
+    """A seeded union of 2-4 coloured primitives (spheres, boxes, capsules) inside the AABB.
+
+    ``query(x) -> (sigma, rgb)``: density 200 inside, 0 outside; colour of the first primitive
+    containing ``x``: a base colour plus a linear gradient across the part (0.5 outside every
+    part). ``occupancy(x)`` is the exact inside test.
+    """
+
+    def __init__(self, seed: int) -> None:
+        g = torch.Generator().manual_seed(int(seed))
+
+        def u(lo: float, hi: float, *shape: int) -> Tensor:
+            return (
+                lo + (hi - lo) * torch.rand(*shape, generator=g)
+                if shape
+                else float(lo + (hi - lo) * torch.rand((), generator=g))
+            )
+
+        self.seed = int(seed)
+        self.parts: list[tuple[str, dict]] = []
+        n_parts = int(torch.randint(2, 5, (), generator=g))
+        for _ in range(n_parts):
+            kind = ("sphere", "box", "capsule")[int(torch.randint(0, 3, (), generator=g))]
+            centre = u(-0.3, 0.3, 3)
+            if kind == "sphere":
+                p = {"c": centre, "r": u(0.12, 0.3)}
+            elif kind == "box":
+                p = {"c": centre, "h": u(0.06, 0.28, 3)}
+            else:
+                d = torch.nn.functional.normalize(torch.randn(3, generator=g), dim=0)
+                p = {
+                    "a": centre - d * u(0.1, 0.3),
+                    "b": centre + d * u(0.1, 0.3),
+                    "r": u(0.05, 0.14),
+                }
+            p["rgb"] = u(0.05, 0.95, 3)
+            p["grad"] = u(-0.6, 0.6, 3)
+            p["o"] = centre
+            self.parts.append((kind, p))
+
+    @staticmethod
+    def _inside(kind: str, p: dict, x: Tensor) -> Tensor:
+        if kind == "sphere":
+            return (x - p["c"]).norm(dim=-1) < p["r"]
+        if kind == "box":
+            return ((x - p["c"]).abs() < p["h"]).all(-1)
+        ab = p["b"] - p["a"]
+        t = ((x - p["a"]) @ ab / (ab @ ab)).clamp(0.0, 1.0)
+        return (x - (p["a"] + t[:, None] * ab)).norm(dim=-1) < p["r"]
+
+    def occupancy(self, x: Tensor) -> Tensor:
+        occ = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for kind, p in self.parts:
+            occ |= self._inside(kind, p, x)
+        return occ
+
+    def query(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        rgb = torch.full_like(x, 0.5)
+        taken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for kind, p in self.parts:
+            inside = self._inside(kind, p, x) & ~taken
+            colour = (p["rgb"] + (x - p["o"]) * p["grad"]).clamp(0.0, 1.0)
+            rgb = torch.where(inside[:, None], colour, rgb)
+            taken |= inside
+        return SOLID_DENSITY * taken.to(x.dtype), rgb
+
+    __call__ = query
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q / 100.0))
+
+
+def bench_fit(
+    archs: Sequence[str] = ("mlp", "triplane", "hash"),
+    batch_sizes: Sequence[int] = (1, 8, 16),
+    n_sequential: int = 4,
+    steps: int | None = None,
+    image_size: int = 128,
+    n_samples: int = 128,
+    seed: int = 0,
+) -> dict:
+    """Fit fresh fields to procedural scenes and evaluate them.
+
+    ``batch_sizes`` entry 1 means :func:`~graphnerf.fit.distill` one field at a time (on
+    ``n_sequential`` scenes); entries > 1 mean one :func:`~graphnerf.fit.distill_batch` call of
+    that many fields. Scene ``i`` of a run is ``PrimitiveScene(seed * 1000 + i)``, field ``i`` is
+    ``build_field(arch, seed=seed * 1000 + i)``, and the point draws use
+    ``torch.Generator().manual_seed(seed)``.
+    """
+    rows = []
+    for arch in archs:
+        for k in batch_sizes:
+            n = n_sequential if k == 1 else k
+            ids = [seed * 1000 + i for i in range(n)]
+            scenes = [PrimitiveScene(i) for i in ids]
+            fields = [build_field(arch, seed=i) for i in ids]
+            gen = torch.Generator().manual_seed(seed)
+            t0 = time.perf_counter()
+            if k == 1:
+                for f, s in zip(fields, scenes, strict=True):
+                    distill(f, s, steps=steps, generator=gen)
+            else:
+                distill_batch(fields, scenes, steps=steps, generator=gen)
+            per_nerf = (time.perf_counter() - t0) / n
+            evals = [
+                evaluate(f, s, size=image_size, n_samples=n_samples)
+                for f, s in zip(fields, scenes, strict=True)
+            ]
+            psnrs = [e["psnr"] for e in evals]
+            rows.append(
+                {
+                    "arch": arch,
+                    "mode": "sequential" if k == 1 else f"batched x{k}",
+                    "batch_size": k,
+                    "n_nerfs": n,
+                    "seconds_per_nerf": per_nerf,
+                    "psnr_mean": sum(psnrs) / n,
+                    "psnr_p5": _percentile(psnrs, 5),
+                    "psnr_min": min(psnrs),
+                    "iou_mean": sum(e["iou"] for e in evals) / n,
+                    "psnrs": psnrs,
+                    "scene_seeds": ids,
+                    "field_seeds": ids,
+                }
+            )
+            print(_row_line(rows[-1]), flush=True)
+    return {
+        "steps": steps if steps is not None else "config default",
+        "image_size": image_size,
+        "n_samples": n_samples,
+        "seed": seed,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "rows": rows,
+    }
+
+
+def _row_line(r: dict) -> str:
+    return (
+        f"| {r['arch']} | {r['mode']} | {r['n_nerfs']} | {r['seconds_per_nerf']:.2f} | "
+        f"{r['psnr_mean']:.2f} | {r['psnr_p5']:.2f} | {r['iou_mean']:.3f} |"
+    )
+
+
+HEADER = (
+    "| arch | mode | NeRFs | s / NeRF | PSNR mean (dB) | PSNR p5 (dB) | IoU mean |\n"
+    "|---|---|---:|---:|---:|---:|---:|"
+)
+
+
+def format_table(res: dict) -> str:
+    lines = [
+        f"steps {res['steps']}, eval {res['image_size']}x{res['image_size']} x {res['n_samples']} "
+        f"samples, seed {res['seed']}, {res['threads']} threads, torch {res['torch']}, "
+        f"1-min load average before / after {res['load_average_before_after'][0][0]:.1f} / "
+        f"{res['load_average_before_after'][1][0]:.1f}",
+        "",
+        HEADER,
+    ]
+    lines += [_row_line(r) for r in res["rows"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.py fit", description=__doc__)
+    p.add_argument("--archs", nargs="*", default=["mlp", "triplane", "hash"])
+    p.add_argument("--batch-sizes", nargs="*", type=int, default=[1, 8, 16])
+    p.add_argument("--sequential", type=int, default=4, help="NeRFs fitted one at a time")
+    p.add_argument("--steps", type=int, default=None, help="default: the fit config's")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--samples", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default="bench_out/fit.json")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    load_before = os.getloadavg()
+    print(HEADER)
+    res = bench_fit(a.archs, a.batch_sizes, a.sequential, a.steps, a.size, a.samples, a.seed)
+    res["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
+    print()
+    print(format_table(res))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"\nwrote {out}")
+    return 0 if all(math.isfinite(r["psnr_mean"]) for r in res["rows"]) else 1
