@@ -68,6 +68,21 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scenes(args: argparse.Namespace) -> int:
+    from .scenes import CLASSES, make_contact_sheet
+
+    classes = args.classes or list(CLASSES)
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; expected some of {list(CLASSES)}")
+    seeds = tuple(range(args.seeds))
+    out = make_contact_sheet(
+        args.out, classes=classes, seeds=seeds, size=args.size, n_samples=args.samples
+    )
+    print(f"wrote {out} ({len(classes)} classes x {len(seeds)} seeds)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -172,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_file(g)
     g.add_argument("--out", help="output .pt (default: FILE with suffix .graph.pt)")
     g.set_defaults(func=_cmd_graph)
+
+    sc = sub.add_parser("scenes", help="contact sheet of the procedural shape classes (PNG)")
+    sc.add_argument("--out", default="scenes.png", help="output PNG path")
+    sc.add_argument("--classes", nargs="*", help="class names (default: all 13)")
+    sc.add_argument("--seeds", type=int, default=4, help="instances per class (seeds 0..n-1)")
+    sc.add_argument("--size", type=int, default=96, help="tile size (pixels)")
+    sc.add_argument("--samples", type=int, default=96, help="samples per ray")
+    sc.set_defaults(func=_cmd_scenes)
 
     def add_config(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(

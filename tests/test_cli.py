@@ -147,6 +147,31 @@ def test_demo_rejects_unknown_arch(tmp_path, capsys):
     assert "voxels" in capsys.readouterr().err
 
 
+def test_scenes_contact_sheet(tmp_path, capsys):
+    out = tmp_path / "s.png"
+    assert (
+        main(
+            [
+                "scenes",
+                "--out",
+                str(out),
+                "--classes",
+                "chair",
+                "lamp",
+                "--seeds",
+                "2",
+                "--size",
+                "12",
+                "--samples",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert out.stat().st_size > 0 and "2 classes x 2 seeds" in capsys.readouterr().out
+    assert main(["scenes", "--out", str(out), "--classes", "spaceship"]) == 2
+
+
 def test_console_script_help():
     r = subprocess.run(
         [sys.executable, "-m", "graphnerf.cli", "--help"],
@@ -154,5 +179,5 @@ def test_console_script_help():
         text=True,
         check=True,
     )
-    for sub in ("demo", "info", "render", "graph"):
+    for sub in ("demo", "info", "render", "graph", "generate", "fit-mesh", "zoo-info", "scenes"):
         assert sub in r.stdout

@@ -2,9 +2,8 @@
 
 Goals stated in the zoo-generation issue, per training spec (``mlp``, ``triplane``, ``hash``):
 <= 2 s per NeRF amortised, mean PSNR >= 30 dB (mlp, triplane) / >= 26 dB (hash) on the 4 eval
-views at 128 x 128, 5th percentile >= 22 dB. Scenes are seeded procedural unions of coloured
-primitives (:class:`PrimitiveScene`: solid density 200 / unit, as ``graphnerf.scenes``), so the
-benchmark needs no data. Prints a markdown table and writes JSON with every seed and setting.
+views at 128 x 128, 5th percentile >= 22 dB. Scenes are the procedural shape classes of
+``graphnerf.scenes`` in turn (:func:`bench_scene`), so the benchmark needs no data. Prints a markdown table and writes JSON with every seed and setting.
 """
 
 from __future__ import annotations
@@ -19,81 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from ..fields import build_field
 from ..fit import distill, distill_batch, evaluate
 
-SOLID_DENSITY = 200.0
 
+def bench_scene(i: int, seed: int):
+    """Scene ``i`` of a benchmark run: the procedural classes in turn (``graphnerf.scenes``)."""
+    from ..scenes import CLASSES, make_scene
 
-class PrimitiveScene:
-    """A seeded union of 2-4 coloured primitives (spheres, boxes, capsules) inside the AABB.
-
-    ``query(x) -> (sigma, rgb)``: density 200 inside, 0 outside; colour of the first primitive
-    containing ``x``: a base colour plus a linear gradient across the part (0.5 outside every
-    part). ``occupancy(x)`` is the exact inside test.
-    """
-
-    def __init__(self, seed: int) -> None:
-        g = torch.Generator().manual_seed(int(seed))
-
-        def u(lo: float, hi: float, *shape: int) -> Tensor:
-            return (
-                lo + (hi - lo) * torch.rand(*shape, generator=g)
-                if shape
-                else float(lo + (hi - lo) * torch.rand((), generator=g))
-            )
-
-        self.seed = int(seed)
-        self.parts: list[tuple[str, dict]] = []
-        n_parts = int(torch.randint(2, 5, (), generator=g))
-        for _ in range(n_parts):
-            kind = ("sphere", "box", "capsule")[int(torch.randint(0, 3, (), generator=g))]
-            centre = u(-0.3, 0.3, 3)
-            if kind == "sphere":
-                p = {"c": centre, "r": u(0.12, 0.3)}
-            elif kind == "box":
-                p = {"c": centre, "h": u(0.06, 0.28, 3)}
-            else:
-                d = torch.nn.functional.normalize(torch.randn(3, generator=g), dim=0)
-                p = {
-                    "a": centre - d * u(0.1, 0.3),
-                    "b": centre + d * u(0.1, 0.3),
-                    "r": u(0.05, 0.14),
-                }
-            p["rgb"] = u(0.05, 0.95, 3)
-            p["grad"] = u(-0.6, 0.6, 3)
-            p["o"] = centre
-            self.parts.append((kind, p))
-
-    @staticmethod
-    def _inside(kind: str, p: dict, x: Tensor) -> Tensor:
-        if kind == "sphere":
-            return (x - p["c"]).norm(dim=-1) < p["r"]
-        if kind == "box":
-            return ((x - p["c"]).abs() < p["h"]).all(-1)
-        ab = p["b"] - p["a"]
-        t = ((x - p["a"]) @ ab / (ab @ ab)).clamp(0.0, 1.0)
-        return (x - (p["a"] + t[:, None] * ab)).norm(dim=-1) < p["r"]
-
-    def occupancy(self, x: Tensor) -> Tensor:
-        occ = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for kind, p in self.parts:
-            occ |= self._inside(kind, p, x)
-        return occ
-
-    def query(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        rgb = torch.full_like(x, 0.5)
-        taken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for kind, p in self.parts:
-            inside = self._inside(kind, p, x) & ~taken
-            colour = (p["rgb"] + (x - p["o"]) * p["grad"]).clamp(0.0, 1.0)
-            rgb = torch.where(inside[:, None], colour, rgb)
-            taken |= inside
-        return SOLID_DENSITY * taken.to(x.dtype), rgb
-
-    __call__ = query
+    return make_scene(CLASSES[i % len(CLASSES)], seed * 1000 + i // len(CLASSES))
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -113,7 +47,7 @@ def bench_fit(
 
     ``batch_sizes`` entry 1 means :func:`~graphnerf.fit.distill` one field at a time (on
     ``n_sequential`` scenes); entries > 1 mean one :func:`~graphnerf.fit.distill_batch` call of
-    that many fields. Scene ``i`` of a run is ``PrimitiveScene(seed * 1000 + i)``, field ``i`` is
+    that many fields. Scene ``i`` of a run is :func:`bench_scene` ``(i, seed)``, field ``i`` is
     ``build_field(arch, seed=seed * 1000 + i)``, and the point draws use
     ``torch.Generator().manual_seed(seed)``.
     """
@@ -122,7 +56,7 @@ def bench_fit(
         for k in batch_sizes:
             n = n_sequential if k == 1 else k
             ids = [seed * 1000 + i for i in range(n)]
-            scenes = [PrimitiveScene(i) for i in ids]
+            scenes = [bench_scene(i, seed) for i in range(n)]
             fields = [build_field(arch, seed=i) for i in ids]
             gen = torch.Generator().manual_seed(seed)
             t0 = time.perf_counter()
@@ -149,7 +83,7 @@ def bench_fit(
                     "psnr_min": min(psnrs),
                     "iou_mean": sum(e["iou"] for e in evals) / n,
                     "psnrs": psnrs,
-                    "scene_seeds": ids,
+                    "scenes": [s.name for s in scenes],
                     "field_seeds": ids,
                 }
             )
