@@ -3,7 +3,9 @@
 Goals stated in the zoo-generation issue, per training spec (``mlp``, ``triplane``, ``hash``):
 <= 2 s per NeRF amortised, mean PSNR >= 30 dB (mlp, triplane) / >= 26 dB (hash) on the 4 eval
 views at 128 x 128, 5th percentile >= 22 dB. Scenes are the procedural shape classes of
-``graphnerf.scenes`` in turn (:func:`bench_scene`), so the benchmark needs no data. Prints a markdown table and writes JSON with every seed and setting.
+``graphnerf.scenes`` in turn (:func:`bench_scene`), so the benchmark needs no data. Prints a
+markdown table and writes JSON with every seed and setting. On a machine shared with other jobs
+pass ``--threads 1``: two threads that wait for each other are 2-3x slower than one.
 """
 
 from __future__ import annotations
