@@ -137,7 +137,7 @@ def test_demo_full_defaults(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["architectures"]) == 13
     records = graphnerf.data.read_manifest(tmp_path / "zoo")
-    assert len(records) == 18
+    assert len(records) == 12
     by_arch = {a: [r["psnr"] for r in records if r["arch"] == a] for a in ("mlp", "triplane")}
     assert all(min(v) > 20 for v in by_arch.values()), by_arch
 
