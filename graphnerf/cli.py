@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit one NeRF to a mesh file (OBJ, PLY, STL, OFF, GLB, ...), evaluate and save it",
         description="Fit one NeRF to a mesh (placed in the AABB; a non-watertight mesh warns and "
         "uses a voxel fill), print its PSNR / IoU and save it with the metrics in its metadata. "
-        "Fit budgets come from the zoo config (overrides such as fit.distill.hash.steps=300).",
+        "Fit budgets come from the zoo config (overrides such as fit.distill.common.steps=300).",
     )
     fm.add_argument("mesh", help="mesh file")
     fm.add_argument("--arch", default="hash", help="zoo architecture (default: hash)")
