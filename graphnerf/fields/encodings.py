@@ -114,8 +114,10 @@ def hash_grid_encoding(
     Args:
         x01: [N, 3] positions normalised to [0, 1] (values outside are processed as tcnn does).
         table: [E, F] all levels' entries, level-major (tcnn flat layout is ``table.reshape(-1)``).
-        scales: [L] float32 tcnn grid scales; resolutions, table_sizes, offsets: [L] int64
-            (offset of each level's first entry in ``table``); dense: [L] bool.
+        scales: [L] float32 tcnn grid scales; resolutions, table_sizes: [L] int64; offsets:
+            row of each level's first entry in ``table``, [L] int64 or anything broadcastable to
+            [N, 8, L] (batched fitting passes per-point offsets into concatenated tables);
+            dense: [L] bool.
     Returns:
         [N, L * F] features, level-major, features innermost.
     """
