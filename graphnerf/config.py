@@ -6,12 +6,16 @@ there) so that an installed package finds them too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+D = TypeVar("D")
 
 
 def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -23,3 +27,15 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise ValueError(f"config overrides must look like key=value, got {bad}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return compose(config_name=name, overrides=list(overrides))
+
+
+def dataclass_from_mapping(cls: type[D], d: Mapping[str, Any], what: str) -> D:
+    """Build the config dataclass ``cls`` from a mapping of its field names (e.g. a YAML node).
+
+    Unknown keys are an error naming ``what`` and the expected keys; YAML lists become tuples.
+    """
+    names = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; expected some of {names}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

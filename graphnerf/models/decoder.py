@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..config import dataclass_from_mapping
 from ..fields.base import trunc_exp
 from ..fields.encodings import frequency_encoding
 from ..fields.spec import DEFAULT_AABB
@@ -51,13 +52,7 @@ class DecoderConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> DecoderConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(cfg) - names
-        if unknown:
-            raise ValueError(
-                f"unknown decoder config keys {sorted(unknown)}; expected {sorted(names)}"
-            )
-        return cls(**{k: (tuple(v) if k == "aabb" else v) for k, v in cfg.items()})
+        return dataclass_from_mapping(cls, cfg, "decoder config")
 
     def build(self) -> FieldDecoder:
         return FieldDecoder(**{f.name: getattr(self, f.name) for f in fields(self)})

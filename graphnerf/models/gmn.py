@@ -77,6 +77,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ..config import dataclass_from_mapping
 from ..graph.schema import X_COLUMNS, EdgeType, NodeType
 from .features import EdgeValueLifting, NodeLifting
 
@@ -174,13 +175,7 @@ class GMNConfig:
         name = d.pop("name", "gmn")
         if name != "gmn":
             raise ValueError(f"config is for model {name!r}, not 'gmn'")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown GMNConfig key(s) {unknown}; expected some of {sorted(names)}"
-            )
-        return cls(**d)
+        return dataclass_from_mapping(cls, d, "GMNConfig")
 
     @classmethod
     def from_omegaconf(cls, cfg: Any) -> GMNConfig:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import dataclass_from_mapping
 from ..tokens.tokenizer import GRID, MLP, POS, TokenSequence
 
 __all__ = [
@@ -88,15 +89,7 @@ class SANEConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> SANEConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(cfg) - names
-        if unknown:
-            raise ValueError(
-                f"unknown SANE config keys {sorted(unknown)}; expected {sorted(names)}"
-            )
-        return cls(
-            **{k: (tuple(v) if k in ("positional", "proj_dims") else v) for k, v in cfg.items()}
-        )
+        return dataclass_from_mapping(cls, cfg, "SANE config")
 
     def build(self) -> SANEAutoencoder:
         return SANEAutoencoder(self)
