@@ -110,6 +110,7 @@ def _cmd_fit_mesh(args: argparse.Namespace) -> int:
         cfg=cfg,
         grid_resolution=args.grid_resolution,
         progress=not args.no_progress,
+        up=args.up,
     )
     views = ", ".join("-" if v is None else f"{v:.2f}" for v in meta["psnr_views"])
     psnr = "-" if meta["psnr"] is None else f"{meta['psnr']:.2f}"
@@ -230,7 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
         "uses a voxel fill), print its PSNR / IoU and save it with the metrics in its metadata. "
         "Fit budgets come from the zoo config (overrides such as fit.distill.common.steps=300).",
     )
-    fm.add_argument("mesh", help="mesh file")
+    fm.add_argument(
+        "mesh",
+        help="mesh file, or the name of a packaged real mesh such as duck "
+        "(graphnerf.scenes.REAL_MESHES; pip install 'graphnerf[meshes]')",
+    )
+    fm.add_argument(
+        "--up",
+        choices=("z", "y"),
+        help="axis the object stands on in the file (default z; the registry's for a name)",
+    )
     fm.add_argument("--arch", default="hash", help="zoo architecture (default: hash)")
     fm.add_argument(
         "--rotation",

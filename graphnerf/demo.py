@@ -107,16 +107,34 @@ def render_scenes(cfg: DictConfig, out: Path) -> Path | None:
     return path
 
 
+def split_installed_meshes(meshes: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(kept, missing)``: packaged real-mesh names whose package is not installed are missing;
+    everything else (installed names, mesh files) is kept, in order."""
+    from .scenes import REAL_MESHES, available_real_meshes
+
+    installed = set(available_real_meshes())
+    missing = [m for m in meshes if m in REAL_MESHES and m not in installed]
+    return [m for m in meshes if m not in missing], missing
+
+
 def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Generate the mini-zoo and a scene-vs-NeRF comparison sheet."""
-    from .data import generate, load_zoo_config, read_manifest
+    from .data import generate, load_zoo_config, make_plan, read_manifest
     from .io import load_field
     from .render import Camera, look_at, render_image, save_labeled_grid, spherical_to_cartesian
-    from .scenes import make_scene
 
     zoo_dir = out / "zoo"
-    zcfg = load_zoo_config([f"out_dir={zoo_dir}", *cfg.zoo_overrides], name="demo")
+    overrides = [f"out_dir={zoo_dir}", *cfg.zoo_overrides]
+    zcfg = load_zoo_config(overrides, name="demo")
+    kept, missing = split_installed_meshes(zcfg.get("meshes") or [])
+    if missing:
+        print(
+            f"real mesh(es) {missing} skipped: their package is not installed "
+            '(pip install "graphnerf[meshes]")'
+        )
+        zcfg = load_zoo_config([*overrides, f"meshes=[{','.join(kept)}]"], name="demo")
     summary = generate(zcfg, progress=True, echo=True)
+    jobs = {job.id: job for job in make_plan(zcfg).jobs}
     records = sorted(read_manifest(zoo_dir), key=lambda r: (r["object"], r["id"]))
     cam = Camera.from_fov(
         look_at(spherical_to_cartesian(2.2, 35.0, 25.0)), cfg.image_size, cfg.image_size, 40.0
@@ -126,11 +144,8 @@ def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
     for r in records:
         by_view.setdefault((r["object"], tuple(r["rotation"])), []).append(r)
     with torch.no_grad():
-        for (obj, rot), recs in tqdm(by_view.items(), desc="renders", unit="view"):
-            cls, seed = recs[0]["class"], int(obj.rsplit("_", 1)[1])
-            scene = make_scene(cls, seed)
-            if any(abs(v - i) > 1e-9 for v, i in zip(rot, (1, 0, 0, 0), strict=True)):
-                scene = scene.rotated(torch.tensor(rot))
+        for (obj, _), recs in tqdm(by_view.items(), desc="renders", unit="view"):
+            scene = jobs[recs[0]["id"]].scene(zcfg.scene.density, zcfg.scene.edge)
             images.append(render_image(scene, cam, n_samples=int(cfg.n_samples)))
             labels.append(f"{obj} scene")
             for r in sorted(recs, key=lambda r: r["arch"]):
@@ -208,7 +223,7 @@ def run_demo(overrides: Sequence[str] = ()) -> int:
     _section("2. scenes: procedural shape classes")
     result["scenes_sheet"] = str(render_scenes(cfg, out))
     if cfg.zoo:
-        _section("3. mini-zoo: fit NeRFs of shapes x rotations x architectures")
+        _section("3. mini-zoo: fit NeRFs of shapes and real meshes x rotations x architectures")
         zoo = fit_zoo(cfg, out)
         result["zoo"] = {k: zoo[k] for k in zoo if k != "config"}
         _section("4. encoders on the mini-zoo (untrained)")

@@ -11,6 +11,7 @@ import torch
 
 import graphnerf
 import graphnerf.data
+import graphnerf.scenes
 from graphnerf.cli import main
 
 
@@ -112,16 +113,28 @@ def test_demo_small_runs_every_section(tmp_path, capsys):
         assert r["max_diff_safetensors"] == r["max_diff_tcnn"] == r["max_diff_graph"] == 0.0
         assert r["graph_edges"] > 0
     assert rows["hash"]["params"] == 43_008
-    # 1 chair x 2 rotations x 2 archs, really fitted and evaluated
+    # (1 chair + the real duck mesh when pybullet is installed) x 2 rotations x 2 archs, really
+    # fitted and evaluated
     records = graphnerf.data.read_manifest(out / "zoo")
-    assert len(records) == 4 and {r["arch"] for r in records} == {"mlp", "hash"}
+    has_duck = "duck" in graphnerf.scenes.available_real_meshes()
+    n = 8 if has_duck else 4
+    assert len(records) == n and {r["arch"] for r in records} == {"mlp", "hash"}
+    assert {r["class"] for r in records} == ({"chair", "mesh"} if has_duck else {"chair"})
     assert all(r["psnr"] is not None and r["psnr"] > 10 for r in records)
     enc = summary["encoders"]
-    assert enc["gmn_embedding_shape"] == [4, 1024]
+    assert enc["gmn_embedding_shape"] == [n, 1024]
     assert enc["sane_tokens_per_arch"]["mlp"] == 91
     for name in ("scenes.png", "zoo.png", "zoo/summary.json"):
         assert (out / name).stat().st_size > 0
     assert "4. encoders" in text
+
+
+def test_demo_drops_real_meshes_whose_package_is_missing(monkeypatch):
+    from graphnerf.demo import split_installed_meshes
+    from graphnerf.scenes import real
+
+    monkeypatch.setattr(real, "_package_dir", lambda package: None)
+    assert split_installed_meshes(["duck", "my/own.obj"]) == (["my/own.obj"], ["duck"])
 
 
 @pytest.mark.slow

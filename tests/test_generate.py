@@ -309,6 +309,8 @@ def test_two_shards_equal_one_run(reference, tmp_path):
         ("rotations=0", "rotations must be >= 1"),
         ("objects_per_class=-1", "objects_per_class must be >= 1"),
         ("nonsense_key=3", "nonsense_key"),
+        ("meshes=[teapot]", "'teapot' is neither a packaged real mesh"),
+        ("classes=[]", "classes is empty and there are no meshes"),
     ],
 )
 def test_bad_config_is_a_clear_error_and_writes_nothing(tmp_path, capsys, override, match):
@@ -356,6 +358,65 @@ def test_bad_meshes_and_mesh_options_are_clear_errors(tmp_path, capsys):
     assert temp_files(tmp_path) == []
 
 
+# ----------------------------------------------------------------------------- real meshes
+def test_meshes_are_objects_of_class_mesh_split_rotated_and_recorded(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    box = tmp_path / "box.obj"
+    trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(box)
+    ball = tmp_path / "ball.stl"
+    trimesh.creation.icosphere(subdivisions=2).export(ball)
+    splits = "splits={train: 0.5, val: 0.0, test: 0.5}"
+    cfg = tiny(tmp_path / "zoo", "classes=[chair]", f"meshes=[{box},{ball}]", splits)
+    plan = make_plan(cfg)
+    meshes = [j for j in plan.jobs if j.class_name == "mesh"]
+    assert {j.object for j in meshes} == {"box", "ball"}
+    assert {plan.object_splits["box"], plan.object_splits["ball"]} == {"train", "test"}
+    for j in meshes:
+        assert j.mesh in (str(box), str(ball)) and j.identity()["source"] == j.mesh
+        assert j.file.startswith("nerfs/mesh/") and j.id.startswith(j.object + "_r")
+    assert all("source" not in j.identity() for j in plan.jobs if j.class_name == "chair")
+    # the scene is the mesh, turned by the job's rotation: query(R x) == base.query(x)
+    r0 = next(j for j in meshes if j.object == "box" and j.rotation_index == 0)
+    r1 = next(j for j in meshes if j.object == "box" and j.rotation_index == 1)
+    x = torch.rand(2000, 3) * 1.2 - 0.6
+    from graphnerf.scenes import quat_to_matrix
+
+    R = quat_to_matrix(torch.tensor(r1.rotation, dtype=torch.float64)).float()
+    s0, s1 = r0.scene(), r1.scene()
+    assert bool(s0.occupancy(x).any())
+    assert torch.equal(s1.occupancy(x @ R.T), s0.occupancy(x))
+    # the same plan again (another process would compute it the same way)
+    assert make_plan(cfg).jobs == plan.jobs
+
+
+def test_generate_a_zoo_of_meshes_only_and_resume_it(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    box = tmp_path / "box.obj"
+    trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(box)
+    out = tmp_path / "zoo"
+    args = ("classes=[]", f"meshes=[{box}]", "archs.train=[mlp]", "archs.test=[mlp]")
+    generate(tiny(out, *args), progress=False, echo=False)
+    recs = read_manifest(out)
+    assert len(recs) == 2 and {r["class"] for r in recs} == {"mesh"}
+    assert all(r["source"] == str(box) and r["psnr"] > 10 for r in recs)
+    assert load_field(out / recs[0]["file"]).meta["source"] == str(box)
+    s = generate(tiny(out, *args), progress=False, echo=False)  # resume: nothing left to fit
+    assert s["complete"] and s["run"]["fitted"] == 0 and len(read_manifest(out)) == 2
+
+
+def test_duplicate_or_non_mesh_sources_are_clear_errors(tmp_path):
+    a = tmp_path / "a" / "thing.obj"
+    b = tmp_path / "b" / "thing.ply"
+    txt = tmp_path / "notes.txt"
+    for p in (a, b, txt):
+        p.parent.mkdir(exist_ok=True)
+        p.write_text("x")
+    with pytest.raises(ZooConfigError, match=r"\['thing'\] given more than once"):
+        make_plan(tiny(tmp_path / "z", f"meshes=[{a},{b}]"))
+    with pytest.raises(ZooConfigError, match="not a mesh file"):
+        make_plan(tiny(tmp_path / "z", f"meshes=[{txt}]"))
+
+
 # ----------------------------------------------------------------------------- CLI
 def test_zoo_info_counts_and_missing_files(reference, tmp_path, capsys):
     assert main(["zoo-info", str(reference)]) == 0
@@ -397,3 +458,16 @@ def test_fit_mesh_box_and_non_watertight_mesh(tmp_path, capsys):
         opts = ["--config", "tiny", "--no-progress", "--arch", "mlp", "--out", str(out2)]
         code = main(["fit-mesh", *opts, str(path), *cheap])  # options, MESH, overrides
     assert code == 0 and "psnr" in load_field(out2).meta
+
+
+def test_fit_mesh_takes_a_packaged_real_mesh_by_name(tmp_path, capsys):
+    pytest.importorskip("pybullet_data", reason='pip install "graphnerf[meshes]"')
+    out = tmp_path / "bunny.safetensors"
+    cheap = ["fit.distill.common.steps=30", "eval.size=16", "eval.n_samples=16", "eval.iou_res=16"]
+    opts = ["--config", "tiny", "--no-progress", "--arch", "mlp", "--out", str(out)]
+    assert main(["fit-mesh", *opts, "bunny", *cheap]) == 0
+    meta = load_field(out).meta
+    assert meta["object"] == "bunny" and meta["class"] == "mesh"
+    assert meta["source"].endswith("bunny.obj") and isinstance(meta["psnr"], float)
+    assert main(["fit-mesh", *opts, "teapot", *cheap]) == 2
+    assert "nor a packaged real mesh (bunny" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import torch
 
 from graphnerf.scenes import (
     CLASSES,
+    REAL_MESHES,
     MeshScene,
     Scene,
     identity_quat,
@@ -22,7 +23,10 @@ from graphnerf.scenes import (
     quat_multiply,
     quat_to_matrix,
     random_rotation,
+    real_mesh,
+    real_mesh_path,
 )
+from graphnerf.scenes import real as real_module
 from graphnerf.scenes import sdf as S
 from graphnerf.scenes.mesh import MESH_SUFFIXES
 from graphnerf.scenes.procedural import MAX_RADIUS, SIZE_RANGE
@@ -454,6 +458,52 @@ def test_packaged_meshes_lists_existing_mesh_files():
     assert isinstance(found, list)
     assert all(p.is_file() and p.suffix.lower() in MESH_SUFFIXES for p in found)
     assert found == sorted(set(found))
+
+
+# --------------------------------------------------------------------- packaged real meshes
+needs_pybullet_data = pytest.mark.skipif(
+    real_module._package_dir("pybullet_data") is None,
+    reason='pybullet_data not installed (pip install "graphnerf[meshes]")',
+)
+
+
+@needs_pybullet_data
+@pytest.mark.parametrize("name", list(REAL_MESHES))
+def test_real_meshes_are_installed_placed_and_solid(name):
+    path = real_mesh_path(name)
+    assert path.is_file() and path in packaged_meshes()
+    scene = real_mesh(name, voxel_resolution=64, color_resolution=32)
+    assert scene.name == name and scene.class_name == "mesh"
+    # placed: centred, every vertex within the bounding-sphere radius 0.6 (rotations stay inside)
+    v = torch.as_tensor(np.asarray(scene.mesh.vertices)[np.unique(scene.mesh.faces)])
+    assert v.norm(dim=-1).max() <= 0.6 + 1e-6
+    mid = (v.min(0).values + v.max(0).values) / 2
+    assert torch.allclose(mid, torch.zeros(3, dtype=mid.dtype), atol=1e-6)
+    occ = scene.occupancy(_grid(32))
+    frac = occ.float().mean().item()
+    assert 0.005 < frac < 0.5, (name, frac)  # a solid object, neither empty nor the whole box
+    sigma, rgb = scene(_grid(32)[occ])
+    assert (sigma > 0).all() and ((rgb >= 0) & (rgb <= 1)).all()
+
+
+@needs_pybullet_data
+def test_textured_real_mesh_has_its_texture_colours():
+    duck = real_mesh("duck", voxel_resolution=64, color_resolution=32)
+    assert duck.has_colors
+    rgb = duck(_grid(32)[duck.occupancy(_grid(32))])[1]
+    # a yellow duck: red and green well above blue on most of its body
+    yellow = (rgb[:, 0] > rgb[:, 2] + 0.3) & (rgb[:, 1] > rgb[:, 2] + 0.3)
+    assert yellow.float().mean() > 0.6
+
+
+def test_real_mesh_errors_name_the_mesh_and_the_fix(monkeypatch):
+    with pytest.raises(KeyError, match="unknown real mesh 'teapot'.*bunny"):
+        real_mesh_path("teapot")
+    absent = real_module.RealMesh("no_such_package_xyz", "a.obj", "z", "graphnerf[meshes]")
+    monkeypatch.setitem(REAL_MESHES, "ghost", absent)
+    with pytest.raises(FileNotFoundError, match=r"'ghost'.*no_such_package_xyz.*pip install"):
+        real_mesh_path("ghost")
+    assert "ghost" not in real_module.available_real_meshes()
 
 
 # ------------------------------------------------------------------------------- contact sheet

@@ -357,12 +357,15 @@ def fit_mesh(
     cfg: DictConfig | Mapping | ZooConfig | None = None,
     grid_resolution: int | None = None,
     progress: bool = False,
+    up: str | None = None,
 ) -> dict[str, Any]:
     """Fit one NeRF to a mesh file (any format trimesh reads), evaluate it and save it.
 
     Args:
         mesh: the mesh file (placed in the AABB by :class:`graphnerf.scenes.MeshScene`; a
-            non-watertight mesh warns and uses a voxel fill).
+            non-watertight mesh warns and uses a voxel fill), or the name of a packaged real
+            mesh (:data:`graphnerf.scenes.REAL_MESHES`, e.g. ``"duck"``) when no such file
+            exists.
         arch: a zoo architecture name.
         rotation: ``"identity"``, ``"random"`` or ``"w,x,y,z"``.
         seed: initialisation seed (and the seed of the random rotation and of the fit).
@@ -371,11 +374,13 @@ def fit_mesh(
             ``configs/data/default.yaml``.
         grid_resolution: precompute the mesh occupancy on this grid (faster, approximate).
         progress: tqdm bar over the fitting steps.
+        up: the axis the object stands on in the file, ``"z"`` or ``"y"`` (turned to z); default
+            ``"z"``, or the registry's for a packaged mesh.
     Returns:
         the metadata saved with the field (metrics included) plus ``out``.
     """
     from ..fit import distill, evaluate
-    from ..scenes import MeshScene
+    from ..scenes import REAL_MESHES, MeshScene, real_mesh_path
 
     zc = ZooConfig.from_cfg(load_zoo_config() if cfg is None else cfg)
     if arch not in ZOO:
@@ -383,12 +388,21 @@ def fit_mesh(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     q = parse_rotation(rotation, seed, zc.upright)
+    if not Path(mesh).exists():
+        if str(mesh) not in REAL_MESHES:
+            raise FileNotFoundError(
+                f"{mesh}: no such mesh file, nor a packaged real mesh ({', '.join(REAL_MESHES)})"
+            )
+        up = REAL_MESHES[str(mesh)].up if up is None else up
+        mesh = real_mesh_path(str(mesh))
     mesh = Path(mesh)
     dest = Path(out) if out is not None else Path(f"{mesh.stem}_{arch}.safetensors")
     if dest.suffix != ".safetensors":
         raise ValueError(f"--out must end with .safetensors, got {str(dest)!r}")
     prepare_out_dir(dest.parent)
-    scene = MeshScene(mesh, density=zc.density, grid_resolution=grid_resolution)
+    scene = MeshScene(
+        mesh, density=zc.density, grid_resolution=grid_resolution, up="z" if up is None else up
+    )
     if q != [1.0, 0.0, 0.0, 0.0]:
         scene = scene.rotated(q)
     field = build_field(arch, seed=seed)

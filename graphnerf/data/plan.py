@@ -1,11 +1,14 @@
 """The zoo plan: every NeRF a zoo generation will fit, fully determined by the config.
 
-A zoo is ``classes x objects_per_class`` procedural objects, each seen under ``rotations``
-rotations (rotation 0 is always the identity), each fitted by every architecture of its split.
+A zoo is ``classes x objects_per_class`` procedural objects plus the ``meshes`` (real meshes:
+packaged names such as ``duck`` or mesh files; each is one object of class ``mesh``), each seen
+under ``rotations`` rotations (rotation 0 is always the identity), each fitted by every
+architecture of its split.
 
 * **Splits are by object**: per class, the objects are shuffled (seeded by ``seed`` and the class)
   and cut by the split fractions, so all NeRFs of an object (every rotation and architecture) are
-  in one split and every class is represented in each split with a positive fraction.
+  in one split and every class is represented in each split with a positive fraction. The
+  meshes are split the same way, as one more class.
 * **Rotations**: ``random_rotation`` seeded by ``(seed, class index, object seed, k)``: uniform on
   SO(3), or about the z axis with ``upright``.
 * **Seeds**: the initialisation seed of a NeRF and the random stream of each fitting batch are
@@ -21,11 +24,13 @@ The plan is a pure function of the config: every process (shard) computes the sa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +38,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..fields import TRAINING_ARCHS, UNSEEN_ARCHS, ZOO
-from ..scenes import CLASSES, Scene, make_scene, random_rotation
+from ..scenes import (
+    CLASSES,
+    REAL_MESHES,
+    MeshScene,
+    Scene,
+    make_scene,
+    random_rotation,
+    real_mesh,
+    real_mesh_path,
+)
+from ..scenes.mesh import MESH_SUFFIXES
 
 __all__ = [
     "ARCH_GROUPS",
@@ -56,6 +71,9 @@ ARCH_GROUPS: dict[str, tuple[str, ...]] = {
     "unseen": UNSEEN_ARCHS,
 }
 NERF_DIR = "nerfs"
+#: Class name of the real-mesh objects, and the index that seeds their splits and rotations.
+MESH_CLASS = "mesh"
+MESH_CLASS_INDEX = len(CLASSES)
 _FRACTION_TOL = 1e-6
 
 
@@ -81,6 +99,7 @@ class ZooConfig:
     out_dir: str
     seed: int
     classes: tuple[str, ...]
+    meshes: tuple[str, ...]
     objects_per_class: int
     first_object: int
     rotations: int
@@ -122,10 +141,12 @@ class ZooConfig:
         scene = cfg.get("scene") or {}
         ev = cfg.get("eval") or {}
         threads = cfg.get("num_threads")
+        meshes = _meshes(cfg.get("meshes") or [])
         return cls(
             out_dir=_out_dir(cfg["out_dir"]),
             seed=_int(cfg["seed"], "seed", 0),
-            classes=_classes(cfg["classes"]),
+            classes=_classes(cfg["classes"], allow_empty=bool(meshes)),
+            meshes=meshes,
             objects_per_class=_int(cfg["objects_per_class"], "objects_per_class", 1),
             first_object=_int(cfg.get("first_object", 0), "first_object", 0),
             rotations=_int(cfg["rotations"], "rotations", 1),
@@ -183,10 +204,12 @@ def _names(value: Any, key: str) -> list[str]:
     raise ZooConfigError(f"{key} must be a name or a list of names, got {value!r}")
 
 
-def _classes(value: Any) -> tuple[str, ...]:
+def _classes(value: Any, allow_empty: bool = False) -> tuple[str, ...]:
     names = list(CLASSES) if value == "all" else _names(value, "classes")
-    if not names:
-        raise ZooConfigError("classes is empty; expected 'all' or a list of class names")
+    if not names and not allow_empty:
+        raise ZooConfigError(
+            "classes is empty and there are no meshes; expected 'all' or a list of class names"
+        )
     unknown = [n for n in names if n not in CLASSES]
     if unknown:
         raise ZooConfigError(
@@ -197,6 +220,46 @@ def _classes(value: Any) -> tuple[str, ...]:
     if dup:
         raise ZooConfigError(f"classes lists {dup} more than once")
     return tuple(names)
+
+
+def mesh_object(source: str) -> str:
+    """The object id of a mesh source: the packaged name, or the file's stem."""
+    return source if source in REAL_MESHES else Path(source).stem
+
+
+def _meshes(value: Any) -> tuple[str, ...]:
+    sources = _names(value, "meshes")
+    for src in sources:
+        if src in REAL_MESHES:
+            try:
+                real_mesh_path(src)
+            except FileNotFoundError as e:
+                raise ZooConfigError(f"meshes: {e}") from e
+        elif not Path(src).is_file():
+            raise ZooConfigError(
+                f"meshes: {src!r} is neither a packaged real mesh ({', '.join(REAL_MESHES)}) "
+                "nor an existing mesh file"
+            )
+        elif Path(src).suffix.lower() not in MESH_SUFFIXES:
+            raise ZooConfigError(
+                f"meshes: {src!r} is not a mesh file; expected one of {', '.join(MESH_SUFFIXES)}"
+            )
+    objects = [mesh_object(s) for s in sources]
+    dup = sorted({o for o in objects if objects.count(o) > 1})
+    if dup:
+        raise ZooConfigError(f"meshes: object name(s) {dup} given more than once")
+    clash = [o for o in objects if o.rsplit("_", 1)[0] in CLASSES]
+    if clash:
+        raise ZooConfigError(f"meshes: {clash} look like procedural object ids; rename the file")
+    return tuple(sources)
+
+
+@functools.lru_cache(maxsize=8)
+def _mesh_scene(source: str, density: float) -> MeshScene:
+    """Mesh scenes are slow to build (occupancy, colour grids): one per source and density."""
+    if source in REAL_MESHES:
+        return real_mesh(source, density=density)
+    return MeshScene(source, density=density)
 
 
 def _splits(value: Any) -> dict[str, float]:
@@ -264,13 +327,16 @@ class Job:
 
     Attributes:
         id: ``f"{object}_r{k}_{arch}"``, e.g. ``chair_0003_r1_hash``.
-        object: the object id, ``f"{class}_{object_seed:04d}"`` (the scene's name).
-        class_name, object_seed: ``make_scene(class_name, object_seed)``.
+        object: the object id, ``f"{class}_{object_seed:04d}"`` (the scene's name), or for a
+            mesh its packaged name / file stem.
+        class_name, object_seed: ``make_scene(class_name, object_seed)``; for a mesh
+            ``"mesh"`` and its index in ``meshes``.
         rotation_index: k; 0 is the identity.
         rotation: unit quaternion (w, x, y, z), ``w >= 0``.
         arch, split: zoo architecture name and the object's split.
         init_seed: ``build_field(arch, seed=init_seed)``.
         file: path of the NeRF relative to the zoo folder.
+        mesh: the mesh source (packaged name or file path) of a mesh object, else ``""``.
     """
 
     id: str
@@ -283,10 +349,17 @@ class Job:
     split: str
     init_seed: int
     file: str
+    mesh: str = ""
 
     def scene(self, density: float = 200.0, edge: float = 0.0) -> Scene:
-        """The ground-truth scene (the identity rotation is the unrotated scene, exactly)."""
-        base = make_scene(self.class_name, self.object_seed, density=density, edge=edge)
+        """The ground-truth scene (the identity rotation is the unrotated scene, exactly).
+
+        ``edge`` applies to procedural scenes; meshes have hard edges.
+        """
+        if self.mesh:
+            base: Scene = _mesh_scene(self.mesh, float(density))
+        else:
+            base = make_scene(self.class_name, self.object_seed, density=density, edge=edge)
         return base if self.rotation_index == 0 else base.rotated(self.rotation)
 
     def identity(self) -> dict[str, Any]:
@@ -300,6 +373,7 @@ class Job:
             "split": self.split,
             "init_seed": self.init_seed,
             "file": self.file,
+            **({"source": self.mesh} if self.mesh else {}),
         }
 
 
@@ -341,9 +415,9 @@ class Plan:
         return out
 
 
-def _split_objects(cfg: ZooConfig, class_index: int) -> list[str]:
-    """The split of each of a class's objects (index j = object seed ``first_object + j``)."""
-    n = cfg.objects_per_class
+def _split_objects(cfg: ZooConfig, class_index: int, n: int) -> list[str]:
+    """The split of each of a class's ``n`` objects (index j = object seed ``first_object + j``,
+    or mesh ``j``)."""
     order = np.random.default_rng([cfg.seed, class_index, 0x5B11]).permutation(n).tolist()
     splits: list[str] = []
     for name, size in split_sizes(n, cfg.splits).items():
@@ -367,32 +441,41 @@ def make_plan(cfg: ZooConfig | DictConfig | Mapping) -> Plan:
     cfg = ZooConfig.from_cfg(cfg)
     jobs: list[Job] = []
     object_splits: dict[str, str] = {}
+    # (class name, class index, object id, object seed, mesh source) of every object
+    objects: list[tuple[str, int, str, int, str]] = []
     for class_name in cfg.classes:
         ci = CLASSES.index(class_name)
-        splits = _split_objects(cfg, ci)
         for j in range(cfg.objects_per_class):
             obj_seed = cfg.first_object + j
-            obj = f"{class_name}_{obj_seed:04d}"
-            split = splits[j]
-            object_splits[obj] = split
-            for k in range(cfg.rotations):
-                q = _rotation(cfg, ci, obj_seed, k)
-                for arch in cfg.archs[split]:
-                    jid = f"{obj}_r{k}_{arch}"
-                    jobs.append(
-                        Job(
-                            id=jid,
-                            object=obj,
-                            class_name=class_name,
-                            object_seed=obj_seed,
-                            rotation_index=k,
-                            rotation=q,
-                            arch=arch,
-                            split=split,
-                            init_seed=stable_seed(cfg.seed, "init", jid),
-                            file=f"{NERF_DIR}/{class_name}/{jid}.safetensors",
-                        )
+            objects.append((class_name, ci, f"{class_name}_{obj_seed:04d}", obj_seed, ""))
+    for j, src in enumerate(cfg.meshes):
+        objects.append((MESH_CLASS, MESH_CLASS_INDEX, mesh_object(src), j, src))
+    splits: dict[int, list[str]] = {}
+    for class_name, ci, obj, obj_seed, src in objects:
+        if ci not in splits:
+            n = len(cfg.meshes) if src else cfg.objects_per_class
+            splits[ci] = _split_objects(cfg, ci, n)
+        split = splits[ci][obj_seed if src else obj_seed - cfg.first_object]
+        object_splits[obj] = split
+        for k in range(cfg.rotations):
+            q = _rotation(cfg, ci, obj_seed, k)
+            for arch in cfg.archs[split]:
+                jid = f"{obj}_r{k}_{arch}"
+                jobs.append(
+                    Job(
+                        id=jid,
+                        object=obj,
+                        class_name=class_name,
+                        object_seed=obj_seed,
+                        rotation_index=k,
+                        rotation=q,
+                        arch=arch,
+                        split=split,
+                        init_seed=stable_seed(cfg.seed, "init", jid),
+                        file=f"{NERF_DIR}/{class_name}/{jid}.safetensors",
+                        mesh=src,
                     )
+                )
     batches: list[Batch] = []
     for arch in dict.fromkeys(job.arch for job in jobs):
         mine = [job for job in jobs if job.arch == arch]

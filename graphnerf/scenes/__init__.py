@@ -10,6 +10,7 @@ Example::
     turned = scene.rotated(random_rotation(seed=7))       # the same chair, turned about the centre
     sigma, rgb = turned(torch.rand(1024, 3) * 1.4 - 0.7)
     mesh = MeshScene("bunny.ply")                         # OBJ, PLY, STL, OFF, GLB, ...
+    duck = real_mesh("duck")                              # packaged meshes: REAL_MESHES
 
 Objects are scaled so their bounding sphere fits in the AABB: every rotation stays inside.
 """
@@ -17,6 +18,7 @@ Objects are scaled so their bounding sphere fits in the AABB: every rotation sta
 from .base import DEFAULT_AABB, DEFAULT_DENSITY, RotatedScene, Scene
 from .mesh import MeshScene, packaged_meshes
 from .procedural import CLASSES, ProceduralScene, make_scene
+from .real import REAL_MESHES, RealMesh, available_real_meshes, real_mesh, real_mesh_path
 from .rotations import (
     identity_quat,
     matrix_to_quat,
@@ -33,8 +35,11 @@ __all__ = [
     "DEFAULT_DENSITY",
     "MeshScene",
     "ProceduralScene",
+    "REAL_MESHES",
+    "RealMesh",
     "RotatedScene",
     "Scene",
+    "available_real_meshes",
     "identity_quat",
     "make_contact_sheet",
     "make_scene",
@@ -44,4 +49,6 @@ __all__ = [
     "quat_multiply",
     "quat_to_matrix",
     "random_rotation",
+    "real_mesh",
+    "real_mesh_path",
 ]
