@@ -417,38 +417,44 @@ class HalfSpace(SDF):
         return lo, hi
 
 
-class Union(SDF):
+class _Combination(SDF):
+    """The children's distances combined point-wise by :attr:`combine` (``min`` or ``max``)."""
+
+    combine = staticmethod(torch.amin)
+
+    def __init__(self, *children: SDF) -> None:
+        if not children:
+            raise ValueError(f"{type(self).__name__} needs at least one child")
+        self.children = children
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.combine(torch.stack([c(x) for c in self.children]), dim=0)
+
+    def _child_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        b = [c.bounds for c in self.children]
+        return np.array([lo for lo, _ in b]), np.array([hi for _, hi in b])
+
+
+class Union(_Combination):
     """``min`` of the children (exact outside, a bound inside)."""
 
-    def __init__(self, *children: SDF) -> None:
-        if not children:
-            raise ValueError("Union needs at least one child")
-        self.children = children
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return torch.stack([c(x) for c in self.children]).min(dim=0).values
+    combine = staticmethod(torch.amin)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        b = [c.bounds for c in self.children]
-        return np.min([lo for lo, _ in b], axis=0), np.max([hi for _, hi in b], axis=0)
+        lo, hi = self._child_bounds()
+        return lo.min(axis=0), hi.max(axis=0)
 
 
-class Intersection(SDF):
+class Intersection(_Combination):
     """``max`` of the children (a bound on the distance)."""
 
-    def __init__(self, *children: SDF) -> None:
-        if not children:
-            raise ValueError("Intersection needs at least one child")
-        self.children = children
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return torch.stack([c(x) for c in self.children]).max(dim=0).values
+    combine = staticmethod(torch.amax)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        b = [c.bounds for c in self.children]
-        return np.max([lo for lo, _ in b], axis=0), np.min([hi for _, hi in b], axis=0)
+        lo, hi = self._child_bounds()
+        return lo.max(axis=0), hi.min(axis=0)
 
 
 class Difference(SDF):
