@@ -441,23 +441,46 @@ def distill(
     device = field.aabb.device
     samples = SceneSamples([scene], field.aabb, c, gen).to(device)
     step = standard_step(field.aabb)
+
+    def loss_at(i: int) -> Tensor:
+        x, t_sigma, t_rgb = samples.batch(c.batch_points, c.surface_fraction, gen)
+        sigma, rgb = field(x[0])
+        return distill_loss(sigma, rgb, t_sigma[0], t_rgb[0], c, step)
+
+    return optimise(field, c, steps, loss_at, f"distill {field.spec.family}", progress, t0)
+
+
+def optimise(
+    field: RadianceField,
+    c: Any,
+    steps: int,
+    loss_at: Callable[[int], Tensor],
+    desc: str,
+    progress: bool,
+    t0: float,
+) -> FitResult:
+    """The fitting loop of one field: Adam (:func:`make_optimizer`) with the schedule of
+    :func:`set_lr` on ``loss_at(i)`` for ``i < steps``, the band limit re-applied after every
+    step; the field is in training mode meanwhile. ``c`` is a :class:`DistillConfig` or an
+    ``ImageFitConfig`` (``lr``, ``grid_lr``, ``betas``, ``adam_eps``, ``lr_final``,
+    ``band_limit``); ``t0`` is when the fit began (for the reported seconds)."""
     band = BandLimit(field.spec, c.band_limit)
     band.zero_(field.mlp.weights[0])
     opt = make_optimizer(split_params(field), c)
     history = torch.zeros(steps)
     was_training = field.training
     field.train()
-    with progress_bar(steps, progress, f"distill {field.spec.family}") as bar:
-        for i in range(steps):
-            set_lr(opt, i, steps, c.lr_final)
-            x, t_sigma, t_rgb = samples.batch(c.batch_points, c.surface_fraction, gen)
-            sigma, rgb = field(x[0])
-            loss = distill_loss(sigma, rgb, t_sigma[0], t_rgb[0], c, step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            band.zero_(field.mlp.weights[0])
-            history[i] = loss.detach()
-            bar.update()
-    field.train(was_training)
+    try:
+        with progress_bar(steps, progress, desc) as bar:
+            for i in range(steps):
+                set_lr(opt, i, steps, c.lr_final)
+                loss = loss_at(i)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                band.zero_(field.mlp.weights[0])
+                history[i] = loss.detach()
+                bar.update()
+    finally:
+        field.train(was_training)
     return FitResult(history.tolist(), time.perf_counter() - t0, steps)

@@ -18,17 +18,7 @@ from torch import Tensor
 
 from ..fields import RadianceField
 from ..render import Camera, camera_rays, render_rays
-from .distill import (
-    BandLimit,
-    FitResult,
-    check_positive,
-    fit_config,
-    make_optimizer,
-    progress_bar,
-    resolve_generator,
-    set_lr,
-    split_params,
-)
+from .distill import FitResult, check_positive, fit_config, optimise, resolve_generator
 
 __all__ = ["ImageFitConfig", "fit_images"]
 
@@ -93,32 +83,19 @@ def fit_images(
     origins = torch.cat([o for o, _ in rays])
     directions = torch.cat([d for _, d in rays])
     target = images.reshape(-1, 3).to(device=device, dtype=origins.dtype)
-    band = BandLimit(field.spec, c.band_limit)
-    band.zero_(field.mlp.weights[0])
-    opt = make_optimizer(split_params(field), c)
-    history = torch.zeros(steps)
-    was_training = field.training
-    field.train()
-    with progress_bar(steps, progress, f"fit_images {field.spec.family}") as bar:
-        for i in range(steps):
-            set_lr(opt, i, steps, c.lr_final)
-            idx = torch.randint(0, origins.shape[0], (c.batch_rays,), generator=gen).to(device)
-            out = render_rays(
-                field,
-                origins[idx],
-                directions[idx],
-                aabb=field.aabb,
-                n_samples=c.n_samples,
-                perturb=True,
-                background=background,
-                generator=gen,
-            )
-            loss = (out["rgb"] - target[idx]).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            band.zero_(field.mlp.weights[0])
-            history[i] = loss.detach()
-            bar.update()
-    field.train(was_training)
-    return FitResult(history.tolist(), time.perf_counter() - t0, steps)
+
+    def loss_at(i: int) -> Tensor:
+        idx = torch.randint(0, origins.shape[0], (c.batch_rays,), generator=gen).to(device)
+        out = render_rays(
+            field,
+            origins[idx],
+            directions[idx],
+            aabb=field.aabb,
+            n_samples=c.n_samples,
+            perturb=True,
+            background=background,
+            generator=gen,
+        )
+        return (out["rgb"] - target[idx]).square().mean()
+
+    return optimise(field, c, steps, loss_at, f"fit_images {field.spec.family}", progress, t0)
