@@ -69,8 +69,14 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _cmd_scenes(args: argparse.Namespace) -> int:
-    from .scenes import CLASSES, make_contact_sheet
+    from .scenes import CLASSES, make_contact_sheet, make_mesh_sheet
 
+    if args.meshes:
+        out = make_mesh_sheet(
+            args.out, rotations=args.seeds, size=args.size, n_samples=args.samples
+        )
+        print(f"wrote {out} (the packaged real meshes x {args.seeds} rotations)")
+        return 0
     classes = args.classes or list(CLASSES)
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
@@ -189,10 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output .pt (default: FILE with suffix .graph.pt)")
     g.set_defaults(func=_cmd_graph)
 
-    sc = sub.add_parser("scenes", help="contact sheet of the procedural shape classes (PNG)")
+    sc = sub.add_parser(
+        "scenes", help="contact sheet of the procedural shape classes or the real meshes (PNG)"
+    )
     sc.add_argument("--out", default="scenes.png", help="output PNG path")
     sc.add_argument("--classes", nargs="*", help="class names (default: all 13)")
-    sc.add_argument("--seeds", type=int, default=4, help="instances per class (seeds 0..n-1)")
+    sc.add_argument(
+        "--seeds", type=int, default=4, help="instances per class (seeds 0..n-1) or rotations"
+    )
+    sc.add_argument(
+        "--meshes",
+        action="store_true",
+        help="the packaged real meshes (pip install 'graphnerf[meshes]'), one per row, "
+        "as they stand then under random rotations",
+    )
     sc.add_argument("--size", type=int, default=96, help="tile size (pixels)")
     sc.add_argument("--samples", type=int, default=96, help="samples per ray")
     sc.set_defaults(func=_cmd_scenes)

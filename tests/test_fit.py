@@ -208,3 +208,25 @@ def test_fit_config_rejects_unknown_and_missing_keys():
         fit_config(DistillConfig, {"distill": {"mlp": {"steps": 3}}}, "distill", "mlp")
     c = fit_config(DistillConfig, None, "distill", "hash")
     assert c.steps > 0 and c.batch_points > 0
+
+
+def test_bench_scenes_cycle_sources_and_speedups_are_ratios():
+    from graphnerf.perf.fit import add_speedups, bench_scene
+    from graphnerf.scenes import CLASSES, RotatedScene, available_real_meshes
+
+    assert [bench_scene(i, 0).class_name for i in range(13)] == list(CLASSES)
+    names = available_real_meshes()
+    if names:
+        first = [bench_scene(i, 0, "meshes") for i in range(len(names))]
+        assert [s.name for s in first] == names
+        again = bench_scene(len(names), 0, "meshes")
+        assert isinstance(again, RotatedScene) and again.base is first[0]
+    with pytest.raises(ValueError, match="scene source"):
+        bench_scene(0, 0, "teapots")
+    rows = [
+        {"arch": "mlp", "batch_size": 1, "seconds_per_nerf": 3.0},
+        {"arch": "mlp", "batch_size": 16, "seconds_per_nerf": 1.5},
+        {"arch": "hash", "batch_size": 16, "seconds_per_nerf": 2.0},
+    ]
+    add_speedups(rows)
+    assert [r["speedup"] for r in rows] == [1.0, 2.0, None]

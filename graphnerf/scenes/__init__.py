@@ -27,7 +27,7 @@ from .rotations import (
     quat_to_matrix,
     random_rotation,
 )
-from .sheet import make_contact_sheet
+from .sheet import make_contact_sheet, make_mesh_sheet, render_sheet
 
 __all__ = [
     "CLASSES",
@@ -42,6 +42,7 @@ __all__ = [
     "available_real_meshes",
     "identity_quat",
     "make_contact_sheet",
+    "make_mesh_sheet",
     "make_scene",
     "matrix_to_quat",
     "packaged_meshes",
@@ -51,4 +52,5 @@ __all__ = [
     "random_rotation",
     "real_mesh",
     "real_mesh_path",
+    "render_sheet",
 ]
