@@ -19,7 +19,8 @@ from torch_geometric.utils import scatter
 from graphnerf.config import CONFIG_DIR, load_config
 from graphnerf.fields import HashGridSpec, MLPSpec, TriplaneSpec, build_field
 from graphnerf.graph import NodeType, to_graph
-from graphnerf.models import GMNConfig, GMNEncoder
+from graphnerf.models import GMNConfig, GMNEncoder, edge_ops
+from graphnerf.models.edge_ops import EdgeLift, EdgeMLP, EdgePool, Incidence, unique_rows
 
 SMALL = GMNConfig(hidden=32, edge_hidden=16, n_blocks=2, embedding_dim=64)
 
@@ -397,3 +398,100 @@ def test_missing_attribute_is_a_clear_error(enc: GMNEncoder) -> None:
     del g.node_pos
     with pytest.raises(ValueError, match="node_pos"):
         enc(g)
+
+
+# ---------------------------------------------------------------- fused edge functions
+
+
+@pytest.fixture()
+def small_chunks(monkeypatch):
+    """Chunks of 7 rows, so that the chunked loops run over several (and a partial) chunk."""
+    monkeypatch.setattr(edge_ops, "CHUNK_ROWS", 7)
+
+
+def test_incidence_sum_mean_gather() -> None:
+    gen = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 5, (40,), generator=gen)
+    index[index == 3] = 4  # row 3 has no edges
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    inc = Incidence(index, 6)
+    torch.testing.assert_close(inc.sum(x), scatter(x, index, 0, dim_size=6, reduce="sum"))
+    torch.testing.assert_close(inc.mean(x), scatter(x, index, 0, dim_size=6, reduce="mean"))
+    table = torch.randn(6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(inc.gather(table), table[index])
+    assert torch.autograd.gradcheck(inc.sum, (x,))
+    assert torch.autograd.gradcheck(inc.gather, (table,))
+    assert inc.reduce(x.detach().to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_unique_rows_is_exact() -> None:
+    x = torch.tensor([[0.0, 1.0], [0.5, 1.0], [0.0, 1.0], [0.5, 2.0], [0.5, 1.0]])
+    t = torch.tensor([1, 1, 1, 1, 2])
+    first, inverse = unique_rows([x[:, 0], x[:, 1], t])
+    assert first.numel() == 4
+    rows = torch.cat([x, t[:, None].float()], 1)
+    torch.testing.assert_close(rows[first][inverse], rows)
+    assert bool((first[inverse[first]] == first).all()) and int(first.min()) == 0
+
+
+def plain_edge_mlp(e, a, b, c, w, src, dst, eps=1e-5):
+    n = F.layer_norm(e, e.shape[-1:], eps=eps)
+    return e + F.silu(a[src] + b[dst] + n @ c.t()) @ w.t()
+
+
+@pytest.mark.parametrize("with_incidence", [True, False])
+def test_edge_mlp_matches_formula_and_gradcheck(small_chunks, with_incidence: bool) -> None:
+    gen = torch.Generator().manual_seed(1)
+
+    def t(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    e, a, b, c, w = t(23, 4), t(5, 4), t(3, 4), t(4, 4), t(4, 4)
+    src = torch.randint(0, 5, (23,), generator=gen)
+    dst = torch.randint(0, 3, (23,), generator=gen)
+    incs = (Incidence(src, 5), Incidence(dst, 3)) if with_incidence else (None, None)
+
+    def fused(e, a, b, c, w):
+        return EdgeMLP.apply(e, a, b, c, w, src, dst, *incs, 1e-5)
+
+    torch.testing.assert_close(fused(e, a, b, c, w), plain_edge_mlp(e, a, b, c, w, src, dst))
+    assert torch.autograd.gradcheck(fused, (e, a, b, c, w))
+
+
+def test_edge_pool_matches_formula_and_gradcheck(small_chunks) -> None:
+    gen = torch.Generator().manual_seed(2)
+    e = torch.randn(30, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    graph = torch.cat([torch.zeros(12), torch.ones(10), 2 * torch.ones(8)]).long()
+    for index, n in ((graph, 4), (torch.randint(0, 100, (30,), generator=gen), 100)):
+        inc = Incidence(index, n)  # consecutive groups (one-hot sums), then index_add_
+
+        def fused(e, c, c0, inc=inc):
+            return EdgePool.apply(e, c, c0, inc, 1e-5)
+
+        expected = scatter(
+            F.silu(F.layer_norm(e, (4,)) @ c.t() + c0), index, 0, dim_size=n, reduce="mean"
+        )
+        torch.testing.assert_close(fused(e, c, c0), expected)
+        assert torch.autograd.gradcheck(fused, (e, c, c0))
+
+
+def test_edge_lift_matches_features_and_gradcheck(small_chunks) -> None:
+    lift = GMNEncoder(SMALL).edge_lift.double()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        lift.log_scale.normal_(0.0, 0.3, generator=gen)
+    value = torch.randn(25, generator=gen, dtype=torch.float64)
+    edge_type = torch.randint(0, lift.n_types, (25,), generator=gen)
+    edge_graph = (torch.arange(25) >= 11).long()
+    expected = lift.proj(lift.features(value, edge_type, edge_graph, 2))
+    torch.testing.assert_close(lift(value, edge_type, edge_graph, 2), expected)
+    u, scale = lift.normalised(value, edge_type, edge_graph, 2)
+    w, b = lift.proj.weight, lift.proj.bias
+    s = lift.log_scale.exp().detach().requires_grad_()
+
+    def fused(s, w, b):
+        return EdgeLift.apply(u, scale, edge_type, s, lift.freqs.double(), w, b)
+
+    assert torch.autograd.gradcheck(fused, (s, w, b))

@@ -11,9 +11,12 @@ from graphnerf.losses.contrastive import ntxent_loss
 from graphnerf.losses.latent import latent_l2_loss
 from graphnerf.losses.rotation import quaternion_geodesic_loss
 from graphnerf.models.sane import (
+    Packing,
     SANEAutoencoder,
     SANEConfig,
+    TransformerLayer,
     content_tokens,
+    dropout_mask,
     masked_reconstruction_loss,
 )
 from graphnerf.scenes.rotations import quat_conjugate, quat_multiply
@@ -174,6 +177,149 @@ def test_config_file_builds_the_model():
     tk = Tokenizer.from_config(cfg.model.tokens)
     assert model.cfg.d_model == 128 and model.cfg.n_layers == 4 and model.cfg.n_heads == 4
     assert tk.n_points == 380 and tk.n_pos == model.cfg.n_pos == 10
+    assert model.cfg.attn_dropout == 0.0 and model.cfg.bf16 is False
     assert max(tk.layout(build_field(n).spec)["total"] for n in ("mlp_128_width", "triplane")) <= (
         model.cfg.max_positions
     )
+
+
+# ---------------------------------------------------------------- packed transformer
+
+
+def test_packing_round_trip_groups_by_length():
+    mask = torch.tensor(
+        [
+            [True, True, True, False, False],
+            [True, False, True, False, True],  # real tokens need not be a prefix
+            [False] * 5,  # an empty sequence
+            [True] * 5,
+            [True, True, True, False, False],
+        ]
+    )
+    pk = Packing.from_mask(mask)
+    assert pk.groups == ((3, 3), (1, 5))  # three sequences of 3 tokens, one of 5
+    x = torch.randn(5, 5, 4)
+    rows = pk.pack(x)
+    assert rows.shape == (int(mask.sum()), 4)
+    back = pk.unpack(rows)
+    torch.testing.assert_close(back[mask], x[mask])
+    assert bool((back[~mask] == 0).all())
+    # the first block holds sequences 0, 1, 4 (length 3, batch order), then sequence 3
+    torch.testing.assert_close(rows[:3], x[0, :3])
+    torch.testing.assert_close(rows[3:6], x[1, [0, 2, 4]])
+    torch.testing.assert_close(rows[9:], x[3])
+
+
+def reference_layer(layer: TransformerLayer) -> torch.nn.TransformerEncoderLayer:
+    """``nn.TransformerEncoderLayer`` (pre-LN, GELU) holding the weights of ``layer``."""
+    d = layer.norm1.normalized_shape[0]
+    ref = torch.nn.TransformerEncoderLayer(
+        d,
+        layer.heads,
+        layer.ff1.out_features,
+        0.0,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
+    with torch.no_grad():
+        ref.self_attn.in_proj_weight.copy_(layer.qkv.weight)
+        ref.self_attn.in_proj_bias.copy_(layer.qkv.bias)
+        ref.self_attn.out_proj.weight.copy_(layer.out.weight)
+        ref.self_attn.out_proj.bias.copy_(layer.out.bias)
+        for a, b in (
+            ("linear1", "ff1"),
+            ("linear2", "ff2"),
+            ("norm1", "norm1"),
+            ("norm2", "norm2"),
+        ):
+            getattr(ref, a).load_state_dict(getattr(layer, b).state_dict())
+    return ref.eval()
+
+
+def test_packed_attention_equals_padded_attention_with_key_padding_mask():
+    """Attention per length group on the real tokens = attention over the padded batch with a
+    key-padding mask, for every real token (outputs and input gradients)."""
+    torch.manual_seed(0)
+    layer = TransformerLayer(16, 4, 32).eval()
+    with torch.no_grad():  # LayerNorms away from their identity initialisation
+        for norm in (layer.norm1, layer.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0.0, 0.2)
+    ref = reference_layer(layer)
+    lengths = [7, 3, 7, 5]
+    mask = torch.arange(7)[None, :] < torch.tensor(lengths)[:, None]
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    pk = Packing.from_mask(mask)
+    out = pk.unpack(layer(pk.pack(x), pk.groups))
+    expected = ref(x, src_key_padding_mask=~mask)
+    torch.testing.assert_close(out[mask], expected[mask], rtol=1e-5, atol=1e-5)
+    assert bool((out[~mask] == 0).all())
+    g = torch.randn(4, 7, 16) * mask[..., None]
+    (gx,) = torch.autograd.grad(out, x, g)
+    (gx_ref,) = torch.autograd.grad(expected, x, g)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_mask_rate_and_scale():
+    torch.manual_seed(0)
+    keep, scale = dropout_mask(torch.Size([1000, 1000]), 0.1, torch.device("cpu"))
+    rate = float(keep.float().mean())
+    assert abs(rate - 0.9) < 2e-3  # 6 standard deviations of a 10^6 Bernoulli mean
+    assert abs(scale * rate - 1.0) < 3e-3  # expectation kept
+    keep0, scale0 = dropout_mask(torch.Size([7]), 0.0, torch.device("cpu"))
+    assert bool(keep0.all()) and scale0 == 1.0
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(0)
+    cfg = SANEConfig(d_model=16, d_latent=8, n_heads=2, n_layers=1, dropout=0.5, proj_dims=(8,))
+    model = SANEAutoencoder(cfg)
+    seq = Tokenizer(n_points=4)(build_field("hash"), generator=gen(0))
+    model.eval()
+    with torch.no_grad():
+        a, b = model.embed(seq), model.embed(seq)
+    torch.testing.assert_close(a, b)
+    model.train()
+    with torch.no_grad():
+        za, zb = model.encoder(seq), model.encoder(seq)
+    assert not torch.allclose(za, zb)
+
+
+@pytest.mark.parametrize("changes", [{"bf16": True}, {"attn_dropout": 0.2}], ids=["bf16", "attn"])
+def test_options_train_with_finite_gradients(changes):
+    """The bfloat16 autocast option and attention-probability dropout: a training step runs,
+    every parameter gets a finite, non-zero gradient; bf16 stays close to float32."""
+    torch.manual_seed(0)
+    cfg = SANEConfig(
+        d_model=32, d_latent=16, n_heads=2, n_layers=2, mask_ratio=0.3, proj_dims=(16, 8)
+    )
+    tk = Tokenizer(n_points=6)
+    A, B = make_views(tk, ["hash", "triplane", "mlp_32_width"], seed=0)
+    ref = SANEAutoencoder(cfg)
+    model = SANEAutoencoder(SANEConfig(**{**cfg.__dict__, **changes}))
+    model.load_state_dict(ref.state_dict())
+    if changes.get("bf16"):
+        ref.eval(), model.eval()
+        with torch.no_grad():
+            z32, z16 = ref.embed(A), model.embed(A)
+        assert z16.dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(z16, z32, dim=-1)
+        assert bool((cos > 0.98).all()), cos
+    model.train()
+    out_a, out_b = model(A, generator=gen(1)), model(B, generator=gen(2))
+    assert out_a["recon"].dtype == torch.float32 and out_a["loss_recon"].dtype == torch.float32
+    q = model.predict_rotation(out_a["z_pos"], out_b["z_pos"])
+    labels = torch.arange(A.tokens.shape[0]).repeat(2)
+    loss = (
+        out_a["loss_recon"]
+        + out_b["loss_recon"]
+        + ntxent_loss(torch.cat([out_a["projection"], out_b["projection"]]), labels)
+        + q.sum()
+    )
+    assert bool(torch.isfinite(loss))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient reached {name}"
+        assert bool(torch.isfinite(p.grad).all()), f"non-finite gradient in {name}"
+        assert float(p.grad.abs().sum()) > 0, f"all-zero gradient in {name}"

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from ..graph.schema import X_COLUMNS, NodeType
+from .edge_ops import EdgeLift, lift_features
 
 __all__ = [
     "ORDER_FREE_TYPES",
@@ -54,6 +55,7 @@ __all__ = [
     "NodeLifting",
     "fourier_features",
     "group_rms",
+    "lift_features",
 ]
 
 #: node types whose index within their layer is not meaningful (module docstring)
@@ -107,26 +109,38 @@ class EdgeValueLifting(nn.Module):
         self.in_dim = 2 + 2 * n_fourier
         self.proj = nn.Linear(self.in_dim, out_dim)
 
+    def normalised(
+        self, value: Tensor, edge_type: Tensor, edge_graph: Tensor, n_graphs: int
+    ) -> tuple[Tensor, Tensor]:
+        """``(u, scale)``: the values divided by their group rms and ``log10(rms) / 4``
+        (``(value, 0)`` without normalisation), both ``[E]``."""
+        if not self.normalize:
+            return value, torch.zeros_like(value)
+        group = edge_graph * self.n_types + edge_type
+        rms = group_rms(value, group, n_graphs * self.n_types).clamp_min(self.eps)
+        return value / rms[group], (torch.log10(rms) / 4.0)[group]
+
     def features(
         self, value: Tensor, edge_type: Tensor, edge_graph: Tensor, n_graphs: int
     ) -> Tensor:
         """The lifted features ``[E, 2 + 2 n_fourier]`` before the linear projection."""
-        if self.normalize:
-            group = edge_graph * self.n_types + edge_type
-            rms = group_rms(value, group, n_graphs * self.n_types).clamp_min(self.eps)[group]
-            u = value / rms
-            scale = torch.log10(rms) / 4.0
-        else:
-            u = value
-            scale = torch.zeros_like(value)
-        arg = (u * self.log_scale.exp()[edge_type]).unsqueeze(-1)
-        return torch.cat([u.unsqueeze(-1), fourier_features(arg, self.freqs), scale[:, None]], -1)
+        u, scale = self.normalised(value, edge_type, edge_graph, n_graphs)
+        return lift_features(u, scale, self.log_scale.exp()[edge_type], self.freqs)
 
     def forward(
         self, value: Tensor, edge_type: Tensor, edge_graph: Tensor, n_graphs: int
     ) -> Tensor:
-        """Args: ``value [E]``, ``edge_type [E]``, ``edge_graph [E]`` (graph id of each edge)."""
-        return self.proj(self.features(value, edge_type, edge_graph, n_graphs))
+        """Args: ``value [E]``, ``edge_type [E]``, ``edge_graph [E]`` (graph id of each edge).
+
+        In float32 the features and the projection are one autograd function
+        (:class:`~graphnerf.models.edge_ops.EdgeLift`) that never builds the ``[E, 2 + 2
+        n_fourier]`` features at full size; under autocast, plain ops.
+        """
+        if torch.is_autocast_enabled(value.device.type):
+            return self.proj(self.features(value, edge_type, edge_graph, n_graphs))
+        u, scale = self.normalised(value, edge_type, edge_graph, n_graphs)
+        w, b = self.proj.weight, self.proj.bias
+        return EdgeLift.apply(u, scale, edge_type, self.log_scale.exp(), self.freqs, w, b)
 
 
 class NodeLifting(nn.Module):
@@ -157,10 +171,16 @@ class NodeLifting(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
         self.type_embedding = nn.Embedding(n_types, out_dim)
 
-    def forward(self, x: Tensor, node_pos: Tensor, node_type: Tensor) -> Tensor:
+    def attributes(self, x: Tensor, node_type: Tensor) -> Tensor:
+        """``x`` with the ``order`` column set to -1 for the order-free node types: the node
+        attributes the lifting actually reads (idempotent)."""
         free = self.order_free[node_type]
         if bool(free.any()):
             x = x.clone()
             x[free, _ORDER_COL] = -1.0
+        return x
+
+    def forward(self, x: Tensor, node_pos: Tensor, node_type: Tensor) -> Tensor:
+        x = self.attributes(x, node_type)
         feats = torch.cat([x, fourier_features(node_pos, self.freqs)], dim=-1)
         return self.mlp(feats) + self.type_embedding(node_type)

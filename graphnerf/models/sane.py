@@ -15,13 +15,34 @@ Pipeline for a batch of :class:`~graphnerf.tokens.TokenSequence` ``[B, C, 256]``
 5. heads: attention pooling over the content latents (no [POS], no padding) -> ``embedding [B,
    d_latent]`` -> MLP projection for NT-Xent; rotation head over the [POS] latents of two views
    (concatenated, learned position embedding, one transformer layer, first token -> quaternion).
+
+Batches without padding work
+----------------------------
+Sequences of a batch have different lengths (91 tokens for a plain MLP field, 439 for ``hash``,
+503 for ``triplane``), and the padding added by :func:`~graphnerf.tokens.collate` is a third of
+a mixed batch. The transformers therefore never see it: :class:`Packing` gathers the real tokens
+of ``[B, C]`` into rows ``[N, d]``, grouped by sequence length. Every row-wise operation
+(projections, LayerNorm, feed-forward, positional encodings) runs on the ``N`` rows only, and
+:class:`TransformerLayer` runs attention once per distinct length, on ``[n_seq, heads, L,
+d_head]`` views of the rows, with :func:`torch.nn.functional.scaled_dot_product_attention` and
+no mask (the fused flash kernel on CPU). Attention within a sequence over its own tokens is
+exactly attention with a key-padding mask, so the outputs for the real tokens are those of the
+padded computation; outputs at padding positions are 0.
+
+Dropout on the attention probabilities (``attn_dropout``) is off by default: with it SDPA falls
+back to the unfused kernel that materialises and stores the ``[B, heads, C, C]`` probabilities
+and their dropout mask (on the 8-sequence benchmark batch the attention took 2.6x longer and
+most of the 1.1 GB of saved activations). ``dropout`` still regularises the residual branches
+and the feed-forward hidden layer. ``bf16=True`` runs the transformers under bfloat16 autocast
+(the residual streams and the losses stay float32).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +53,15 @@ from ..tokens.tokenizer import GRID, MLP, POS, TokenSequence
 
 __all__ = [
     "AttentionPooling",
+    "Packing",
     "PositionalEncoding",
     "RotationHead",
     "SANEAutoencoder",
     "SANEConfig",
     "SANEDecoder",
     "SANEEncoder",
+    "Transformer",
+    "TransformerLayer",
     "content_tokens",
     "masked_reconstruction_loss",
     "pos_latents",
@@ -54,6 +78,9 @@ class SANEConfig:
 
     The study used d_model 1024, d_latent 128, 4 layers x 4 heads, dropout 0.3, projection
     128 -> 64 -> 32, a 2-head rotation layer; the defaults here are small CPU-friendly ones.
+    ``dropout`` acts on the residual branches and the feed-forward hidden layer,
+    ``attn_dropout`` on the attention probabilities (0 by default: see the module docstring);
+    ``bf16`` runs the transformers under bfloat16 autocast.
     """
 
     token_dim: int = 256
@@ -63,6 +90,7 @@ class SANEConfig:
     n_layers: int = 4
     ff_mult: int = 4
     dropout: float = 0.1
+    attn_dropout: float = 0.0
     n_pos: int = 10
     max_positions: int = 1024  # n: global position in the sequence
     max_layers: int = 64  # l: layer / level chunk
@@ -73,6 +101,7 @@ class SANEConfig:
     proj_dims: tuple[int, ...] = (64, 32)
     rot_heads: int = 2
     rot_ff_mult: int = 4
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positional", tuple(self.positional))
@@ -86,6 +115,11 @@ class SANEConfig:
             raise ValueError(f"recon_target must be 'masked' or 'all', got {self.recon_target!r}")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> SANEConfig:
@@ -138,16 +172,181 @@ def _batched(seq: TokenSequence) -> TokenSequence:
     return TokenSequence(**{f.name: getattr(seq, f.name)[None] for f in fields(seq)})
 
 
-def _transformer(d: int, heads: int, ff: int, dropout: float, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(
-        d, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True
-    )
-    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+# --------------------------------------------------------------------------- dropout
+def dropout_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[Tensor, float]:
+    """Keep decisions for dropout with probability ``p``: ``(keep [shape] bool, scale)``.
+
+    Each element is kept with probability ``q = t / 65536``, ``t = round((1 - p) 65536)``
+    (``|q - (1 - p)| <= 2^-17``); ``scale = 1 / q`` keeps the expectation. The decisions are
+    16-bit uniforms, four cut from every 64-bit draw of the global generator: ``bernoulli_``
+    draws once per element and made ``F.dropout`` cost 17 ms forward + backward on a ``[2596,
+    512]`` activation (one thread), the mask here 3 ms.
+    """
+    t = round((1.0 - p) * 65536)
+    n = math.prod(shape)
+    if t <= 0:
+        return torch.zeros(shape, dtype=torch.bool, device=device), 0.0
+    if t >= 65536:  # p < 2^-17 (the threshold would not fit in int16)
+        return torch.ones(shape, dtype=torch.bool, device=device), 1.0
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    bits.random_(-(2**63), None)  # the full 64-bit range: four uniform int16 each
+    return bits.view(torch.int16)[:n].view(shape) < t - 32768, 65536.0 / t
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``F.dropout`` with the mask of :func:`dropout_mask`."""
+    if not training or p == 0.0:
+        return x
+    keep, scale = dropout_mask(x.shape, p, x.device)
+    return torch.where(keep, x, 0.0) * scale
+
+
+def residual_dropout(x: Tensor, y: Tensor, p: float, training: bool = True) -> Tensor:
+    """``x + dropout(y)``, the scale folded into the addition (one pass fewer)."""
+    if not training or p == 0.0:
+        return x + y
+    keep, scale = dropout_mask(y.shape, p, y.device)
+    return torch.add(x, torch.where(keep, y, 0.0), alpha=scale)
+
+
+# --------------------------------------------------------------------------- packing
+class Packing(NamedTuple):
+    """The real tokens of a padded batch ``[B, C]`` as ``N`` rows, grouped by sequence length.
+
+    ``rows [N]`` are flat indices ``b * C + c`` of the tokens with ``mask`` True: first every
+    token of the shortest sequence, in sequence order, then the next sequence, ... (sequences
+    sorted by length, ties in batch order). ``groups`` lists ``(n_sequences, length)`` of the
+    consecutive blocks of rows whose sequences have the same length, so that each block is a
+    ``[n_sequences, length, ...]`` view. See the module docstring.
+    """
+
+    rows: Tensor
+    groups: tuple[tuple[int, int], ...]
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_mask(cls, mask: Tensor) -> Packing:
+        """From ``mask [B, C]`` (True = real token); the real tokens need not be a prefix."""
+        n_seq, c = mask.shape
+        lengths = mask.sum(1)
+        order = torch.sort(lengths, stable=True).indices
+        seq_i, pos = mask.index_select(0, order).nonzero(as_tuple=True)
+        rows = order[seq_i] * c + pos
+        length_list = lengths[order].tolist()
+        groups: list[tuple[int, int]] = []
+        for length in length_list:
+            if length == 0:
+                continue
+            if groups and groups[-1][1] == length:
+                groups[-1] = (groups[-1][0] + 1, length)
+            else:
+                groups.append((1, length))
+        return cls(rows, tuple(groups), (n_seq, c))
+
+    @classmethod
+    def dense(cls, n_seq: int, length: int, device: torch.device | None = None) -> Packing:
+        """``n_seq`` sequences of ``length`` tokens, no padding (rows in their natural order)."""
+        rows = torch.arange(n_seq * length, device=device)
+        return cls(rows, ((n_seq, length),) if n_seq and length else (), (n_seq, length))
+
+    def pack(self, x: Tensor) -> Tensor:
+        """``[B, C, ...]`` -> ``[N, ...]`` (the real tokens, in packed order)."""
+        return x.flatten(0, 1).index_select(0, self.rows)
+
+    def unpack(self, x: Tensor) -> Tensor:
+        """``[N, ...]`` -> ``[B, C, ...]``, zero at the padding."""
+        out = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
+        return out.index_copy(0, self.rows, x).unflatten(0, self.shape)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LayerNorm transformer encoder layer (GELU) on packed rows ``[N, d]``::
+
+        x <- x + drop(Out(attention(QKV(LN(x)))))
+        x <- x + drop(W2 drop(gelu(W1 LN(x))))
+
+    Attention runs separately within each block of ``groups`` (module docstring), through
+    :func:`torch.nn.functional.scaled_dot_product_attention`. Same function and initialisation
+    as ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu")`` with a key-padding
+    mask.
+    """
+
+    def __init__(
+        self, d: int, heads: int, ff: int, dropout: float = 0.0, attn_dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"d ({d}) must be divisible by heads ({heads})")
+        self.heads, self.dropout, self.attn_dropout = heads, dropout, attn_dropout
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, ff)
+        self.ff2 = nn.Linear(ff, d)
+        nn.init.xavier_uniform_(self.qkv.weight)  # as nn.MultiheadAttention
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.out.bias)
+
+    def attention(self, x: Tensor, groups: Sequence[tuple[int, int]]) -> Tensor:
+        """Multi-head self-attention within each group's sequences: ``[N, d] -> [N, d]``."""
+        n_rows, d = x.shape
+        qkv = self.qkv(x)
+        p = self.attn_dropout if self.training else 0.0
+        outs, start = [], 0
+        for n_seq, length in groups:
+            block = qkv[start : start + n_seq * length]
+            q, k, v = block.view(n_seq, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            o = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # [n, heads, L, d_head]
+            outs.append(o.transpose(1, 2).reshape(n_seq * length, d))
+            start += n_seq * length
+        if start != n_rows:
+            raise ValueError(f"groups cover {start} rows, the input has {n_rows}")
+        return self.out(torch.cat(outs) if len(outs) != 1 else outs[0])
+
+    def forward(self, x: Tensor, groups: Sequence[tuple[int, int]]) -> Tensor:
+        p, train = self.dropout, self.training
+        x = residual_dropout(x, self.attention(self.norm1(x), groups), p, train)
+        ff = F.gelu(self.ff1(self.norm2(x)))
+        if train and p > 0.0:  # dropout on the hidden layer, its scale folded into W2
+            keep, scale = dropout_mask(ff.shape, p, ff.device)
+            y = torch.addmm(
+                self.ff2.bias, torch.where(keep, ff, 0.0), self.ff2.weight.t(), alpha=scale
+            )
+        else:
+            y = self.ff2(ff)
+        return residual_dropout(x, y, p, train)
+
+
+class Transformer(nn.Module):
+    """``n_layers`` :class:`TransformerLayer` + final LayerNorm, on packed rows; under
+    bfloat16 autocast if ``bf16`` (the output is float32)."""
+
+    def __init__(self, cfg: SANEConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.layers = nn.ModuleList(
+            TransformerLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, cfg.attn_dropout)
+            for _ in range(cfg.n_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.bf16 = cfg.bf16
+
+    def forward(self, x: Tensor, groups: Sequence[tuple[int, int]]) -> Tensor:
+        dtype = x.dtype
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for layer in self.layers:
+                x = layer(x, groups)
+            # LayerNorm is a float32 op under autocast
+            return self.norm(x).to(dtype)
 
 
 # --------------------------------------------------------------------------- modules
 class PositionalEncoding(nn.Module):
-    """Sum of the enabled encodings: xyz (linear, grid tokens), [n, l, k] tables, kind table."""
+    """Sum of the enabled encodings: xyz (linear, grid tokens), [n, l, k] tables, kind table.
+
+    Takes the per-token fields of real tokens (any leading shape, no batch padding).
+    """
 
     def __init__(self, cfg: SANEConfig) -> None:
         super().__init__()
@@ -160,27 +359,27 @@ class PositionalEncoding(nn.Module):
         self.kind = nn.Embedding(N_KINDS, d) if "kind" in comps else None
         self.d = d
 
-    def forward(self, seq: TokenSequence) -> Tensor:
-        mask = seq.mask
-        nlk = torch.where(mask[..., None], seq.nlk, 0)
-        kind = torch.where(mask, seq.kind, 0)
-        out = seq.tokens.new_zeros(*mask.shape, self.d)
+    def forward(self, kind: Tensor, xyz: Tensor, nlk: Tensor) -> Tensor:
+        """Args: ``kind [...]``, ``xyz [..., 3]``, ``nlk [..., 3]`` -> ``[..., d]``."""
+        terms = []
         if self.xyz is not None:
-            xyz = torch.where((kind == GRID)[..., None], 2.0 * seq.xyz - 1.0, 0.0)
-            out = out + self.xyz(xyz.to(out.dtype))
+            xyz = torch.where((kind == GRID)[..., None], 2.0 * xyz - 1.0, 0.0)
+            terms.append(self.xyz(xyz.to(self.xyz.weight.dtype)))
         for j, table in enumerate((self.n, self.l, self.k)):
             if table is None:
                 continue
             idx = nlk[..., j]
-            if int(idx.max()) >= table.num_embeddings:
+            if idx.numel() and int(idx.max()) >= table.num_embeddings:
                 raise ValueError(
                     f"token position index {'nlk'[j]}={int(idx.max())} exceeds the model's table "
                     f"({table.num_embeddings}); raise max_positions / max_layers / max_index"
                 )
-            out = out + table(idx)
+            terms.append(table(idx))
         if self.kind is not None:
-            out = out + self.kind(kind)
-        return out
+            terms.append(self.kind(kind))
+        if not terms:
+            return xyz.new_zeros(*kind.shape, self.d)
+        return torch.stack(terms).sum(0) if len(terms) > 1 else terms[0]
 
 
 class SANEEncoder(nn.Module):
@@ -195,45 +394,51 @@ class SANEEncoder(nn.Module):
         self.pos_tokens = nn.Parameter(torch.randn(cfg.n_pos, d) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
         self.pe = PositionalEncoding(cfg)
-        self.transformer = _transformer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, cfg.n_layers)
+        self.transformer = Transformer(cfg)
         self.to_latent = nn.Linear(d, cfg.d_latent)
 
     def forward(self, seq: TokenSequence, hidden: Tensor | None = None) -> Tensor:
         """Args: seq (batched or not); hidden: ``[B, C]`` bool tokens replaced by [MASK]."""
         seq = _batched(seq)
-        is_pos = seq.kind == POS
-        if int(torch.where(is_pos, seq.nlk[..., 2], 0).max()) >= self.cfg.n_pos:
+        pk = Packing.from_mask(seq.mask)
+        kind, nlk = pk.pack(seq.kind), pk.pack(seq.nlk)
+        is_pos = kind == POS
+        if bool(is_pos.any()) and int(nlk[is_pos, 2].max()) >= self.cfg.n_pos:
             raise ValueError(f"more [POS] tokens than the model's n_pos={self.cfg.n_pos}")
-        tok = seq.tokens.to(self.proj_grid.weight.dtype)
-        pos = self.pos_tokens[torch.where(is_pos, seq.nlk[..., 2], 0)]
-        h = torch.where(
-            (seq.kind == GRID)[..., None],
-            self.proj_grid(tok),
-            torch.where((seq.kind == MLP)[..., None], self.proj_mlp(tok), pos),
-        )
+        tok = pk.pack(seq.tokens).to(self.proj_grid.weight.dtype)
+        h = tok.new_zeros(tok.shape[0], self.cfg.d_model)
+        for k, fn in (
+            (GRID, self.proj_grid),
+            (MLP, self.proj_mlp),
+            (POS, lambda t: self.pos_tokens[t]),
+        ):
+            rows = (kind == k).nonzero().squeeze(1)
+            arg = nlk[rows, 2] if k == POS else tok.index_select(0, rows)
+            h = h.index_copy(0, rows, fn(arg))
         if hidden is not None:
-            h = torch.where(hidden[..., None], self.mask_token.expand_as(h), h)
-        h = (h + self.pe(seq)) * seq.mask[..., None]
-        h = self.transformer(h, src_key_padding_mask=~seq.mask)
-        return self.to_latent(h) * seq.mask[..., None]
+            h = torch.where(pk.pack(hidden)[:, None], self.mask_token, h)
+        h = self.transformer(h + self.pe(kind, pk.pack(seq.xyz), nlk), pk.groups)
+        return pk.unpack(self.to_latent(h))
 
 
 class SANEDecoder(nn.Module):
-    """Latents ``[B, C, d_latent]`` -> reconstructed tokens ``[B, C, token_dim]``."""
+    """Latents ``[B, C, d_latent]`` -> reconstructed tokens ``[B, C, token_dim]`` (zero on batch
+    padding)."""
 
     def __init__(self, cfg: SANEConfig) -> None:
         super().__init__()
         d = cfg.d_model
         self.from_latent = nn.Linear(cfg.d_latent, d)
         self.pe = PositionalEncoding(cfg)
-        self.transformer = _transformer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, cfg.n_layers)
+        self.transformer = Transformer(cfg)
         self.to_tokens = nn.Linear(d, cfg.token_dim)
 
     def forward(self, z: Tensor, seq: TokenSequence) -> Tensor:
         seq = _batched(seq)
-        h = (self.from_latent(z) + self.pe(seq)) * seq.mask[..., None]
-        h = self.transformer(h, src_key_padding_mask=~seq.mask)
-        return self.to_tokens(h)
+        pk = Packing.from_mask(seq.mask)
+        pe = self.pe(pk.pack(seq.kind), pk.pack(seq.xyz), pk.pack(seq.nlk))
+        h = self.transformer(self.from_latent(pk.pack(z)) + pe, pk.groups)
+        return pk.unpack(self.to_tokens(h))
 
 
 class AttentionPooling(nn.Module):
@@ -252,19 +457,17 @@ class RotationHead(nn.Module):
     """[POS] latents of two views ``[B, P, d]`` x 2 -> unit quaternion ``[B, 4]`` (wxyz)."""
 
     def __init__(
-        self, dim: int, n_pos: int, heads: int = 2, ff_mult: int = 4, dropout: float = 0.0
+        self,
+        dim: int,
+        n_pos: int,
+        heads: int = 2,
+        ff_mult: int = 4,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         self.position = nn.Parameter(torch.randn(2 * n_pos, dim) * 0.02)
-        self.layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            ff_mult * dim,
-            dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
+        self.layer = TransformerLayer(dim, heads, ff_mult * dim, dropout, attn_dropout)
         self.out = nn.Linear(dim, 4)
 
     def forward(self, z_pos_a: Tensor, z_pos_b: Tensor) -> Tensor:
@@ -273,8 +476,9 @@ class RotationHead(nn.Module):
             raise ValueError(
                 f"expected 2 x {self.position.shape[0] // 2} [POS] latents, got {h.shape[1]}"
             )
-        h = self.layer(h + self.position)
-        return F.normalize(self.out(h[:, 0]), dim=-1)
+        n, length, d = h.shape
+        rows = self.layer((h + self.position).reshape(n * length, d), ((n, length),))
+        return F.normalize(self.out(rows.view(n, length, d)[:, 0]), dim=-1)
 
 
 class SANEAutoencoder(nn.Module):
@@ -293,7 +497,7 @@ class SANEAutoencoder(nn.Module):
             layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(dims) - 2 else [])
         self.projector = nn.Sequential(*layers)
         self.rotation_head = RotationHead(
-            cfg.d_latent, cfg.n_pos, cfg.rot_heads, cfg.rot_ff_mult, cfg.dropout
+            cfg.d_latent, cfg.n_pos, cfg.rot_heads, cfg.rot_ff_mult, cfg.dropout, cfg.attn_dropout
         )
 
     @property
