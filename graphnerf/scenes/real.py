@@ -8,8 +8,8 @@ where they have one):
 name           file (in ``pybullet_data``)  up    what it is
 =============  ===========================  ====  ========================================
 ``bunny``      ``bunny.obj``                y     the Stanford bunny, 902 faces, watertight
-``duck``       ``duck.obj``                 y     the textured rubber duck (glTF sample)
-``mug``        ``objects/mug.obj``          z     a mug with a handle, open top
+``duck``       ``duck.obj``                 y     a textured rubber duck
+``mug``        ``objects/mug.obj``          z     a mug with a handle (cavity filled)
 ``lego``       ``lego/lego.obj``            y     a 2x2 Lego brick with studs
 ``soccerball`` ``soccerball.obj``           z     a textured football (black/white panels)
 =============  ===========================  ====  ========================================
@@ -17,7 +17,7 @@ name           file (in ``pybullet_data``)  up    what it is
 ``up`` is the axis the object stands on in its file; :class:`MeshScene` turns y-up files to
 z-up. Meshes without colours get :class:`MeshScene`'s height palette; the non-watertight ones
 (duck, mug, lego, soccerball) are filled by its voxel fallback, with a warning silenced here
-because it is expected.
+because it is expected; that fill closes the mug's open cavity.
 """
 
 from __future__ import annotations
