@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -41,11 +40,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .report import environment, write_json
 
 DEFAULT_ARCHS = ("mlp", "mlp", "mlp", "hash", "hash", "hash", "triplane", "triplane")
 DEFAULT_VARIANTS = ("default", "bf16=true", "edge_chunk=65536,checkpoint=true")
@@ -293,11 +293,8 @@ def bench_encoders(
         "steps": steps,
         "warmup": warmup,
         "seed": seed,
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
+        **environment(),
         "load_avg": os.getloadavg(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
         "target_step_s": 1.0,
         "rows": rows,
     }
@@ -356,10 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     res = bench_encoders(a.encoders, a.variants, a.archs, a.steps, a.warmup, a.seed, a.threads)
     print(format_table(res))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(f"\nwrote {out}")
+    write_json(res, a.out)
     return 0
 
 

@@ -8,8 +8,6 @@ machine's thread count, as a markdown table and JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from ..fields import ZOO, build_field
+from .report import environment, write_json
 
 
 def _time(fn, repeats: int) -> float:
@@ -62,10 +61,7 @@ def bench_fields(
         "n_points": n_points,
         "repeats": repeats,
         "seed": seed,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
+        **environment(),
         "rows": rows,
     }
 
@@ -97,10 +93,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     res = bench_fields(a.points, a.repeats, a.seed, a.archs)
     print(format_table(res))
-    from pathlib import Path
-
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(f"\nwrote {out}")
+    write_json(res, a.out)
     return 0

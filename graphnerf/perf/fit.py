@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import os
-import platform
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from ..fields import build_field
 from ..fit import distill, distill_batch, evaluate
+from .report import environment, write_json
 
 SCENE_SOURCES = ("procedural", "meshes")
 
@@ -127,10 +125,7 @@ def bench_fit(
         "image_size": image_size,
         "n_samples": n_samples,
         "seed": seed,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
+        **environment(),
         "rows": rows,
     }
 
@@ -195,8 +190,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_speedups(res["rows"])
     print()
     print(format_table(res))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(f"\nwrote {out}")
+    write_json(res, a.out)
     return 0 if all(math.isfinite(r["psnr_mean"]) for r in res["rows"]) else 1

@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -40,6 +39,7 @@ import torch
 from ..fields import ZOO, FieldSpec, HashGridSpec, build_field
 from ..graph import to_graph
 from ..graph.serialize import graph_bytes
+from .report import environment, write_json
 
 INSTANT_NGP = HashGridSpec(
     n_levels=16,
@@ -137,10 +137,7 @@ def bench_graph(
         rows.append({"arch": name, **_child(spec.to_json(), n)})
     ngp = next((r for r in rows if r["arch"] == "instant_ngp"), None)
     return {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
+        **environment(),
         "runs": runs,
         "rows": rows,
         "goal": {
@@ -156,7 +153,7 @@ def bench_graph(
 def format_table(res: dict[str, Any]) -> str:
     lines = [
         f"to_graph, median of {res['runs']} runs (Instant-NGP: fewer), {res['threads']} threads, "
-        f"{res['cpus']} CPUs, torch {res['torch']}",
+        f"{res['cpu_count']} CPUs, torch {res['torch']}",
         "",
         "| arch | nodes | edges | graph MB | first (ms) | median (ms) | clone (ms) | "
         "/ clone | peak extra MB | / graph |",
@@ -198,8 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = bench_graph(args.archs, args.runs, not args.no_instant_ngp, args.ngp_runs)
     print(format_table(res))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json(res, args.out)
     return 0
 
 
