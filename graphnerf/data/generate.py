@@ -36,18 +36,22 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_write_text
 from ..config import load_config
-from ..fields import ZOO, build_field
+from ..fields import ZOO, RadianceField, build_field
 from ..io import CheckpointError, read_header, save_field
 from .manifest import append_record, check_record, encode_record, read_manifest
 from .plan import Batch, Job, ZooConfig, ZooConfigError, make_plan, stable_seed
 from .summary import format_summary, summarize
+
+if TYPE_CHECKING:
+    from ..fit import FitResult
+    from ..fit.distill import SceneFn
 
 __all__ = [
     "fit_mesh",
@@ -287,11 +291,31 @@ def generate(
     return summary
 
 
+def fit_metrics(
+    field: RadianceField, scene: SceneFn, res: FitResult, zc: ZooConfig
+) -> dict[str, Any]:
+    """What a zoo records of a fitted NeRF: :func:`graphnerf.fit.evaluate` at the config's
+    ``eval`` settings (psnr, psnr_views, iou) and the fit's final loss, seconds and steps."""
+    from ..fit import evaluate
+
+    metrics = evaluate(
+        field, scene, size=zc.eval_size, n_samples=zc.eval_samples, iou_res=zc.iou_res
+    )
+    return {
+        "psnr": metrics["psnr"],
+        "psnr_views": metrics["psnr_views"],
+        "iou": metrics["iou"],
+        "loss": res.final_loss,
+        "seconds": res.seconds,
+        "steps": res.steps,
+    }
+
+
 def _fit_batch(
     batch: Batch, zc: ZooConfig, root: Path, done: set[str], progress: bool
 ) -> Iterator[dict[str, Any]]:
     """Fit a whole batch; evaluate, save and register each of its jobs not yet done."""
-    from ..fit import distill_batch, evaluate
+    from ..fit import distill_batch
 
     fields = [build_field(job.arch, seed=job.init_seed) for job in batch.jobs]
     scenes = [job.scene(zc.density, zc.edge) for job in batch.jobs]
@@ -300,20 +324,7 @@ def _fit_batch(
     for job, field, scene, res in zip(batch.jobs, fields, scenes, results, strict=True):
         if job.id in done:
             continue
-        metrics = evaluate(
-            field, scene, size=zc.eval_size, n_samples=zc.eval_samples, iou_res=zc.iou_res
-        )
-        rec = encode_record(
-            {
-                **job.identity(),
-                "psnr": metrics["psnr"],
-                "psnr_views": metrics["psnr_views"],
-                "iou": metrics["iou"],
-                "loss": res.final_loss,
-                "seconds": res.seconds,
-                "steps": res.steps,
-            }
-        )
+        rec = encode_record({**job.identity(), **fit_metrics(field, scene, res, zc)})
         save_field(field, root / job.file, **rec)
         append_record(root, rec)
         done.add(job.id)
@@ -379,7 +390,7 @@ def fit_mesh(
     Returns:
         the metadata saved with the field (metrics included) plus ``out``.
     """
-    from ..fit import distill, evaluate
+    from ..fit import distill
     from ..scenes import REAL_MESHES, MeshScene, real_mesh_path
 
     zc = ZooConfig.from_cfg(load_zoo_config() if cfg is None else cfg)
@@ -409,9 +420,7 @@ def fit_mesh(
     gen = torch.Generator().manual_seed(stable_seed(seed, "fit-mesh"))
     with _torch_threads(zc.num_threads):
         res = distill(field, scene, cfg=zc.fit, generator=gen, progress=progress)
-        metrics = evaluate(
-            field, scene, size=zc.eval_size, n_samples=zc.eval_samples, iou_res=zc.iou_res
-        )
+        metrics = fit_metrics(field, scene, res, zc)
     meta = encode_record(
         {
             "id": f"{mesh.stem}_{arch}",
@@ -422,12 +431,7 @@ def fit_mesh(
             "split": "test",
             "file": dest.name,
             "init_seed": seed,
-            "psnr": metrics["psnr"],
-            "psnr_views": metrics["psnr_views"],
-            "iou": metrics["iou"],
-            "loss": res.final_loss,
-            "seconds": res.seconds,
-            "steps": res.steps,
+            **metrics,
         }
     )
     meta["source"] = str(mesh)
