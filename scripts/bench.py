@@ -15,6 +15,9 @@ SUITES = {
     "graph": "graphnerf.perf.graph",
     "fit": "graphnerf.perf.fit",
     "encoders": "graphnerf.perf.encoders",
+    "probes": "graphnerf.perf.probes",
+    "render": "graphnerf.perf.render",
+    "train": "graphnerf.perf.train",
 }
 
 
