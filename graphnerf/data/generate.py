@@ -256,7 +256,7 @@ def generate(
                 registered += 1
     todo = [b for b in batches if any(job.id not in done for job in b.jobs)]
 
-    from tqdm.auto import tqdm
+    from ..progress import progress as tqdm  # a tqdm bar on a terminal, plain lines elsewhere
 
     psnrs: list[float] = []
     bar = tqdm(

@@ -407,7 +407,7 @@ def resolve_generator(generator: torch.Generator | None) -> torch.Generator:
 
 
 def progress_bar(steps: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
+    from ..progress import progress as tqdm  # a tqdm bar on a terminal, plain lines elsewhere
 
     return tqdm(total=steps, disable=not enabled, desc=desc, leave=False)
 
