@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from .atomic import atomic_write_text
 from .config import load_config
 from .fields import ZOO, RadianceField, build_field
+from .progress import progress
 
 
 def _max_diff(a: RadianceField, b: RadianceField, x: torch.Tensor) -> float:
@@ -60,7 +60,7 @@ def check_architectures(cfg: DictConfig, out: Path) -> list[dict[str, Any]]:
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(int(cfg.check_points), 3, generator=gen) - 0.5) * 1.4
     rows = []
-    for name in tqdm(names, desc="architectures", unit="arch"):
+    for name in progress(names, desc="architectures", unit="arch"):
         field = build_field(name, seed=int(cfg.seed)).eval()
         path = save_field(field, out / "fields" / f"{name}.safetensors", arch=name, seed=cfg.seed)
         g = to_graph(field)
@@ -144,7 +144,7 @@ def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
     for r in records:
         by_view.setdefault((r["object"], tuple(r["rotation"])), []).append(r)
     with torch.no_grad():
-        for (obj, _), recs in tqdm(by_view.items(), desc="renders", unit="view"):
+        for (obj, _), recs in progress(by_view.items(), desc="renders", unit="view"):
             scene = jobs[recs[0]["id"]].scene(zcfg.scene.density, zcfg.scene.edge)
             images.append(render_image(scene, cam, n_samples=int(cfg.n_samples)))
             labels.append(f"{obj} scene")
