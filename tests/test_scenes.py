@@ -15,6 +15,7 @@ from graphnerf.scenes import (
     REAL_MESHES,
     MeshScene,
     Scene,
+    default_up,
     identity_quat,
     make_contact_sheet,
     make_scene,
@@ -354,7 +355,7 @@ def _random_points(n: int = 20000, seed: int = 0) -> torch.Tensor:
 def test_mesh_box_occupancy_and_colours(tmp_path, fmt):
     path = tmp_path / f"box.{fmt}"
     _coloured_box().export(path)
-    scene = MeshScene(path)
+    scene = MeshScene(path, up="z")  # trimesh wrote z-up coordinates, whatever the format
     assert scene.name == "box" and scene.watertight
     half = (
         torch.tensor(BOX_EXTENTS / 2, dtype=torch.float32) * 0.6 / np.linalg.norm(BOX_EXTENTS / 2)
@@ -410,6 +411,31 @@ def test_mesh_from_trimesh_object_and_rotation():
     pts = _grid(32)[flat.occupancy(_grid(32))]
     ext = pts.max(0).values - pts.min(0).values
     assert ext[1] > 2 * ext[2]
+
+
+def _long_axis(scene: MeshScene) -> int:
+    pts = _grid(32)[scene.occupancy(_grid(32))]
+    return int((pts.max(0).values - pts.min(0).values).argmax())
+
+
+@pytest.mark.parametrize(
+    "fmt,up", [("obj", "y"), ("glb", "y"), ("gltf", "y"), ("stl", "z"), ("ply", "z"), ("off", "z")]
+)
+def test_mesh_up_axis_follows_the_format_convention_unless_given(tmp_path, fmt, up):
+    """A post standing on +y in its file (the OBJ / glTF convention) stands on +z in the world
+    when the format says y-up; formats without that convention keep z unless told."""
+    assert default_up(f"x.{fmt.upper()}") == up
+    post = trimesh.creation.cylinder(radius=0.15, height=1.0)
+    post.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    assert np.ptp(post.vertices, axis=0).argmax() == 1  # tall along y in the file
+    path = tmp_path / f"post.{fmt}"
+    post.export(path)
+    scene = MeshScene(path)
+    assert (scene.up, scene.up_source) == (up, "format")
+    assert _long_axis(scene) == (2 if up == "y" else 1)
+    given = MeshScene(path, up="y")
+    assert given.up_source == "given" and _long_axis(given) == 2
+    assert MeshScene(post).up_source == "object"  # an in-memory mesh is taken as z-up
 
 
 def test_non_watertight_mesh_warns_and_still_fills(tmp_path):

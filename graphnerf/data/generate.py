@@ -386,7 +386,7 @@ def fit_mesh(
         grid_resolution: precompute the mesh occupancy on this grid (faster, approximate).
         progress: tqdm bar over the fitting steps.
         up: the axis the object stands on in the file, ``"z"`` or ``"y"`` (turned to z); default
-            ``"z"``, or the registry's for a packaged mesh.
+            the registry's for a packaged mesh, else the format's (y for OBJ / glTF, else z).
     Returns:
         the metadata saved with the field (metrics included) plus ``out``.
     """
@@ -412,8 +412,8 @@ def fit_mesh(
         raise ValueError(f"--out must end with .safetensors, got {str(dest)!r}")
     prepare_out_dir(dest.parent)
     scene = MeshScene(
-        mesh, density=zc.density, grid_resolution=grid_resolution, up="z" if up is None else up
-    )
+        mesh, density=zc.density, grid_resolution=grid_resolution, up=up
+    )  # up=None: the format's convention (OBJ, glTF: y; others: z), see scenes.mesh.default_up
     if q != [1.0, 0.0, 0.0, 0.0]:
         scene = scene.rotated(q)
     field = build_field(arch, seed=seed)

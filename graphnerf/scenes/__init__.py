@@ -9,14 +9,14 @@ Example::
     scene = make_scene("chair", seed=3)                   # one of the 13 CLASSES
     turned = scene.rotated(random_rotation(seed=7))       # the same chair, turned about the centre
     sigma, rgb = turned(torch.rand(1024, 3) * 1.4 - 0.7)
-    mesh = MeshScene("bunny.ply")                         # OBJ, PLY, STL, OFF, GLB, ...
+    mesh = MeshScene("bunny.ply", up="y")                 # OBJ, PLY, STL, OFF, GLB, ...
     duck = real_mesh("duck")                              # packaged meshes: REAL_MESHES
 
 Objects are scaled so their bounding sphere fits in the AABB: every rotation stays inside.
 """
 
 from .base import DEFAULT_AABB, DEFAULT_DENSITY, RotatedScene, Scene
-from .mesh import MeshScene, packaged_meshes
+from .mesh import MeshScene, default_up, packaged_meshes
 from .procedural import CLASSES, ProceduralScene, make_scene
 from .real import REAL_MESHES, RealMesh, available_real_meshes, real_mesh, real_mesh_path
 from .rotations import (
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_AABB",
     "DEFAULT_DENSITY",
     "MeshScene",
+    "default_up",
     "ProceduralScene",
     "REAL_MESHES",
     "RealMesh",

@@ -2,7 +2,14 @@
 
 Placement: the mesh is centred (bounding-box centre at the AABB centre) and scaled so that its
 bounding sphere about that centre has radius ``radius`` (default 0.6 < 0.7), so any rotation of
-it stays inside the AABB. ``up="y"`` turns y-up meshes (glTF, many OBJ exports) to z-up first.
+it stays inside the AABB. graphnerf's world is z-up; ``up="y"`` turns a y-up mesh to z-up first.
+
+Up axis: the formats that have a convention decide it when ``up`` is not given (:func:`default_up`):
+glTF / GLB are y-up by their specification and OBJ files are y-up by convention (Wavefront,
+Blender's and most DCC exporters' default), so both default to ``"y"``; STL (3D printing), PLY and
+OFF have no common rule and default to ``"z"``. A file that breaks its format's convention needs
+``up`` (``graphnerf fit-mesh --up``); ``MeshScene.up`` records the axis used and
+``MeshScene.up_source`` where it came from (``"given"``, ``"format"`` or ``"object"``).
 
 Occupancy:
 
@@ -37,9 +44,26 @@ from torch import Tensor
 
 from .base import DEFAULT_AABB, DEFAULT_DENSITY, Scene
 
-__all__ = ["MESH_SUFFIXES", "MeshScene", "packaged_meshes"]
+__all__ = ["MESH_SUFFIXES", "UP_BY_SUFFIX", "MeshScene", "default_up", "packaged_meshes"]
 
 MESH_SUFFIXES: tuple[str, ...] = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+
+# the up axis each format's convention gives its files (see the module docstring)
+UP_BY_SUFFIX: dict[str, str] = {
+    ".obj": "y",
+    ".gltf": "y",
+    ".glb": "y",
+    ".stl": "z",
+    ".ply": "z",
+    ".off": "z",
+}
+
+
+def default_up(path: str | os.PathLike) -> str:
+    """The up axis (``"y"`` or ``"z"``) the format of ``path`` implies: y for OBJ and glTF/GLB,
+    z otherwise (STL, PLY, OFF and unknown suffixes)."""
+    return UP_BY_SUFFIX.get(Path(path).suffix.lower(), "z")
+
 
 # colours of the height palette, bottom to top
 HEIGHT_PALETTE = np.array(
@@ -168,7 +192,9 @@ class MeshScene(Scene):
         name: defaults to the file stem (``"mesh"`` for objects).
         class_name: the category label, ``"mesh"`` by default.
         radius: bounding-sphere radius after placement (world units, must be < AABB half-size).
-        up: ``"z"`` (as is) or ``"y"`` (rotate +y to +z).
+        up: the axis the object stands on in the file: ``"z"`` (as is) or ``"y"`` (rotate +y to
+            +z). ``None``: :func:`default_up` of the file's format (y for OBJ and glTF/GLB, z for
+            STL, PLY, OFF); ``"z"`` for a ``trimesh`` object.
         voxel_resolution: cells across the AABB for the non-watertight fallback.
         color_resolution: cells across the AABB of the colour grid.
         grid_resolution: watertight meshes only: if given, precompute the ray-test occupancy at
@@ -188,7 +214,7 @@ class MeshScene(Scene):
         name: str | None = None,
         class_name: str = "mesh",
         radius: float = 0.6,
-        up: str = "z",
+        up: str | None = None,
         voxel_resolution: int = 128,
         color_resolution: int = 64,
         grid_resolution: int | None = None,
@@ -213,8 +239,13 @@ class MeshScene(Scene):
         half = min(b - a for a, b in zip(self.aabb[:3], self.aabb[3:], strict=True)) / 2
         if not 0 < radius <= half:
             raise ValueError(f"radius must be in (0, {half}] to fit the AABB, got {radius}")
+        if up is None:
+            up, self.up_source = (default_up(self.path), "format") if self.path else ("z", "object")
+        else:
+            self.up_source = "given"
         if up not in ("z", "y"):
             raise ValueError(f"up must be 'z' or 'y', got {up!r}")
+        self.up = up
 
         # placement: (optional y-up -> z-up), centre the bounding box, scale the bounding sphere
         T = np.eye(4)
@@ -319,7 +350,7 @@ class MeshScene(Scene):
         src = str(self.path) if self.path is not None else "<trimesh>"
         return (
             f"MeshScene({src!r}, faces={len(self.mesh.faces)}, watertight={self.watertight}, "
-            f"colors={self.has_colors})"
+            f"colors={self.has_colors}, up={self.up!r})"
         )
 
 

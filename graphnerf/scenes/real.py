@@ -14,8 +14,10 @@ name           file (in ``pybullet_data``)  up    what it is
 ``soccerball`` ``soccerball.obj``           z     a textured football (black/white panels)
 =============  ===========================  ====  ========================================
 
-``up`` is the axis the object stands on in its file; :class:`MeshScene` turns y-up files to
-z-up. Meshes without colours get :class:`MeshScene`'s height palette; the non-watertight ones
+``up`` is the axis the object stands on in its file, checked by eye on renders
+(``graphnerf scenes --meshes``); :class:`MeshScene` turns y-up files to z-up. ``mug`` and
+``soccerball`` break the OBJ convention (y-up, :func:`~graphnerf.scenes.mesh.default_up`), so the
+registry states every mesh's axis rather than trusting the suffix. Meshes without colours get :class:`MeshScene`'s height palette; the non-watertight ones
 (duck, mug, lego, soccerball) are filled by its voxel fallback, with a warning silenced here
 because it is expected; that fill closes the mug's open cavity.
 """
