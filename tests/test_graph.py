@@ -98,7 +98,8 @@ def expected_counts(spec) -> tuple[dict[NodeType, int], dict[EdgeType, int]]:
         NodeType.OUTPUT: 4,
         NodeType.PAD_OUTPUT: 12,
     }
-    edges = {EdgeType.WEIGHT: n_weights}
+    # the 12 padded outputs' weights (never trained) have their own type
+    edges = {EdgeType.WEIGHT: n_weights - 12 * w[-2], EdgeType.PAD_WEIGHT: 12 * w[-2]}
     if isinstance(spec, MLPSpec):
         nodes[NodeType.INPUT] = 6 * spec.n_frequencies
         nodes[NodeType.PAD_INPUT] = w[0] - 6 * spec.n_frequencies
@@ -424,6 +425,37 @@ def test_mlp_weight_edges_follow_matrix_layout() -> None:
     assert edge_value(g, int(hidden2[63]), o) == w2[13, 63]
 
 
+@pytest.mark.parametrize("name", ["mlp_32_width", "triplane_16_resolution", "hash"])
+def test_padded_output_weights_have_their_own_type(name: str) -> None:
+    field = build_field(name, seed=6)
+    g = to_graph(field)
+    w_last = field.mlp.weights[-1].detach()  # [16, n_neurons]; rows 4.. feed padded outputs
+    pad = g.edge_type == EdgeType.PAD_WEIGHT
+    assert int(pad.sum()) == 12 * w_last.shape[1]
+    assert bool((g.node_type[g.edge_index[1, pad]] == NodeType.PAD_OUTPUT).all())
+    assert bool((g.node_type[g.edge_index[0, pad]] == NodeType.HIDDEN).all())
+    assert torch.equal(g.edge_attr[pad, 0].sort().values, w_last[4:].reshape(-1).sort().values)
+    weight = g.edge_type == EdgeType.WEIGHT
+    assert not bool((g.node_type[g.edge_index[1, weight]] == NodeType.PAD_OUTPUT).any())
+    # a padded-output weight retyped as WEIGHT (or the reverse) is not the same graph
+    for src_t, dst_t in (
+        (EdgeType.PAD_WEIGHT, EdgeType.WEIGHT),
+        (EdgeType.WEIGHT, EdgeType.PAD_WEIGHT),
+    ):
+        bad = g.clone()
+        bad.edge_type = g.edge_type.clone()
+        i = int((g.edge_type == src_t).nonzero()[-1])
+        j = int((g.edge_type == dst_t).nonzero()[-1])
+        bad.edge_type[i], bad.edge_type[j] = int(dst_t), int(src_t)  # counts unchanged
+        with pytest.raises(GraphError, match="padded output"):
+            from_graph(bad)
+    unknown = g.clone()
+    unknown.edge_type = g.edge_type.clone()
+    unknown.edge_type[0] = len(EdgeType) + 3
+    with pytest.raises(GraphError, match="edge types up to"):
+        from_graph(unknown)
+
+
 # ------------------------------------------------------------------------------ batching
 def test_mixed_architecture_batch_collates_and_uncollates() -> None:
     fields = [
@@ -602,5 +634,6 @@ def test_graph_summary_counts_by_type() -> None:
     text = graph_summary(to_graph(build_field("hash", seed=0)))
     assert "| HASH_ENTRY | 16,384 | -1 |" in text
     assert "| GRID_FEATURE | 8 | 0 |" in text
-    assert "| HASH | 32,768 |" in text and "| WEIGHT | 10,240 |" in text
+    assert "| HASH | 32,768 |" in text and "| WEIGHT | 9,472 |" in text
+    assert "| PAD_WEIGHT | 768 |" in text
     assert text.startswith("spec: hash (")

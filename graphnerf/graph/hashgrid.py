@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..fields import HashGridField, HashGridSpec
 from .builder import CustomEdges, CustomNodes
-from .mlp import Segment, head_structure, load_head, weight_blocks
+from .mlp import Segment, head_edge_counts, head_structure, head_weight_blocks, load_head
 from .rebuild import GraphView, place, take, weight_positions
 from .schema import EdgeType, GraphError, NodeType, log_res_feature
 
@@ -122,7 +122,7 @@ def hash_field_blocks(field: HashGridField) -> tuple[list, list]:
         for lv in range(n_lev)
     ]
     nodes, starts = head_structure(spec, inputs)
-    edges: list = weight_blocks(list(field.mlp.weights), starts)
+    edges: list = head_weight_blocks(field, starts)
     # the feature nodes of level l are the MLP inputs l*F .. l*F+F-1 (node ids from starts[0])
     entries = _HashEntries(field, entry_start=sum(b.n for b in nodes), feat_start=starts[0])
     nodes.append(CustomNodes(entries.n, entries.fill_nodes))
@@ -133,7 +133,7 @@ def hash_field_blocks(field: HashGridField) -> tuple[list, list]:
 def hash_field_from_view(view: GraphView, spec: HashGridSpec) -> HashGridField:
     n_feat = spec.n_features_per_level
     n_table = spec.n_entries * n_feat
-    view.expect_edges(spec, {EdgeType.WEIGHT: spec.mlp_param_count, EdgeType.HASH: n_table})
+    view.expect_edges(spec, {**head_edge_counts(spec), EdgeType.HASH: n_table})
     w_pos, w_val = weight_positions(view, spec.mlp_widths)
     src, dst, val = view.edges(EdgeType.HASH)
     base, src_level, code, dst_level = view.grid_codes(

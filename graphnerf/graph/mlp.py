@@ -74,22 +74,45 @@ def neuron_blocks(
     return blocks, starts
 
 
-def weight_blocks(weights: Sequence[Tensor], starts: Sequence[int]) -> list[EdgeBlock]:
-    """One block per matrix: row o (output neuron) x column i (input neuron) -> ``W[o, i]``."""
+def weight_blocks(
+    weights: Sequence[Tensor], starts: Sequence[int], real_outputs: int | None = None
+) -> list[EdgeBlock]:
+    """One block per matrix: row o (output neuron) x column i (input neuron) -> ``W[o, i]``.
+
+    With ``real_outputs``, rows ``>= real_outputs`` of the last matrix (the weights into tcnn's
+    padded outputs, never trained) become a second block of type ``PAD_WEIGHT``; the edges keep
+    the row-major order of the matrix either way.
+    """
     blocks = []
+    last = len(weights) - 1
     for layer, w in enumerate(weights):
         n_out, n_in = w.shape
-        blocks.append(
-            EdgeBlock(
-                type=EdgeType.WEIGHT,
-                rows_start=starts[layer + 1],
-                n_rows=n_out,
-                cols=torch.arange(starts[layer], starts[layer] + n_in),
-                values=w,
-                rows_are_src=False,
-            )
-        )
+        cols = torch.arange(starts[layer], starts[layer] + n_in)
+        split = n_out if real_outputs is None or layer != last else min(real_outputs, n_out)
+        for a, b, t in ((0, split, EdgeType.WEIGHT), (split, n_out, EdgeType.PAD_WEIGHT)):
+            if b > a:
+                blocks.append(
+                    EdgeBlock(
+                        type=t,
+                        rows_start=starts[layer + 1] + a,
+                        n_rows=b - a,
+                        cols=cols,
+                        values=w[a:b],
+                        rows_are_src=False,
+                    )
+                )
     return blocks
+
+
+def head_weight_blocks(field, starts: Sequence[int]) -> list[EdgeBlock]:
+    """Weight blocks of a field's tcnn MLP head: rows past the 4 real outputs are ``PAD_WEIGHT``."""
+    return weight_blocks(list(field.mlp.weights), starts, MLP_OUTPUTS)
+
+
+def head_edge_counts(spec) -> dict[EdgeType, int]:
+    """WEIGHT and PAD_WEIGHT edge counts of a field's MLP head."""
+    pad = (spec.mlp_widths[-1] - MLP_OUTPUTS) * spec.mlp_widths[-2]
+    return {EdgeType.WEIGHT: spec.mlp_param_count - pad, EdgeType.PAD_WEIGHT: pad}
 
 
 def output_segments(width: int) -> list[Segment]:
@@ -112,7 +135,7 @@ def head_structure(spec, inputs: Sequence[Segment]) -> tuple[list[NodeBlock], li
 def mlp_field_blocks(field: MLPField) -> tuple[list[NodeBlock], list[EdgeBlock]]:
     spec = field.spec
     nodes, starts = head_structure(spec, [Segment(NodeType.INPUT, spec.mlp_input_dim)])
-    return nodes, weight_blocks(list(field.mlp.weights), starts)
+    return nodes, head_weight_blocks(field, starts)
 
 
 def load_head(field, flat: Tensor) -> None:
@@ -125,7 +148,7 @@ def load_head(field, flat: Tensor) -> None:
 
 
 def mlp_field_from_view(view: GraphView, spec: MLPSpec) -> MLPField:
-    view.expect_edges(spec, {EdgeType.WEIGHT: spec.mlp_param_count})
+    view.expect_edges(spec, head_edge_counts(spec))
     pos, val = weight_positions(view, spec.mlp_widths)
     flat = place(view, spec.mlp_param_count, [(pos, val)])
     field = MLPField(spec)

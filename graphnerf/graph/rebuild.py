@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .schema import EDGE_ATTRS, NODE_ATTRS, EdgeType, GraphError, NodeType
+from .schema import DERIVED_EDGE_TYPES, EDGE_ATTRS, NODE_ATTRS, EdgeType, GraphError, NodeType
+
+_DERIVED = {int(t) for t in DERIVED_EDGE_TYPES}
 
 
 def take(t: Tensor, idx: Tensor) -> Tensor:
@@ -59,20 +61,34 @@ class GraphView:
             raise GraphError(f"edge_index refers to nodes outside [0, {n})")
         self.num_nodes = n
         self._neuron_index: Tensor | None = None
+        self._edge_counts: dict[int, int] | None = None
 
     # ------------------------------------------------------------------ counts
     def edge_counts(self) -> dict[int, int]:
-        counts = (
-            torch.bincount(self.edge_type, minlength=len(EdgeType))
-            if self.edge_type.numel()
-            else None
-        )
-        return {int(t): (int(counts[t]) if counts is not None else 0) for t in EdgeType}
+        if self._edge_counts is None:
+            counts = (
+                torch.bincount(self.edge_type, minlength=len(EdgeType))
+                if self.edge_type.numel()
+                else None
+            )
+            if counts is not None and counts.numel() > len(EdgeType):
+                raise GraphError(
+                    f"graph has edge types up to {counts.numel() - 1}; this graphnerf knows "
+                    f"0..{len(EdgeType) - 1} ({', '.join(t.name for t in EdgeType)})"
+                )
+            self._edge_counts = {
+                int(t): (int(counts[t]) if counts is not None else 0) for t in EdgeType
+            }
+        return self._edge_counts
+
+    def has_edges(self, t: EdgeType) -> bool:
+        return self.edge_counts()[int(t)] > 0
 
     def expect_edges(self, spec: Any, expected: Mapping[EdgeType, int]) -> None:
-        """Raise unless the graph has exactly the expected number of edges of each type."""
-        have = self.edge_counts()
-        want = {int(t): 0 for t in EdgeType} | {int(t): n for t, n in expected.items()}
+        """Raise unless the graph has exactly the expected number of edges of each parameter
+        type (derived types, :data:`~graphnerf.graph.schema.DERIVED_EDGE_TYPES`, are ignored)."""
+        have = {t: n for t, n in self.edge_counts().items() if t not in _DERIVED}
+        want = {t: 0 for t in have} | {int(t): n for t, n in expected.items()}
         if have != want:
             fmt = ", ".join
             raise GraphError(
@@ -82,9 +98,9 @@ class GraphView:
                 + fmt(f"{EdgeType(t).name}={n}" for t, n in want.items() if n or have[t])
                 + f" (spec: {spec.to_json()})"
             )
-        if self.edge_attr.numel() != sum(want.values()):
+        if self.edge_attr.numel() != self.edge_type.numel():
             raise GraphError(
-                f"graph has {self.edge_attr.numel()} edge values for {sum(want.values())} edges"
+                f"graph has {self.edge_attr.numel()} edge values for {self.edge_type.numel()} edges"
             )
 
     # ------------------------------------------------------------------ edges and neurons
@@ -168,6 +184,12 @@ def weight_positions(
 ) -> tuple[Tensor, Tensor]:
     """Flat positions of the WEIGHT edges in the concatenated row-major matrices (+ ``base``)."""
     src, dst, val = view.edges(EdgeType.WEIGHT)
+    if view.has_edges(EdgeType.PAD_WEIGHT):
+        ps, pd, pv = view.edges(EdgeType.PAD_WEIGHT)
+        nt = view.node_type
+        _check(take(nt, pd) == NodeType.PAD_OUTPUT, "a PAD_WEIGHT edge not into a padded output")
+        _check(take(nt, dst) != NodeType.PAD_OUTPUT, "a WEIGHT edge into a padded output")
+        src, dst, val = torch.cat([src, ps]), torch.cat([dst, pd]), torch.cat([val, pv])
     n_layers = len(widths) - 1
     w = torch.tensor(list(widths), dtype=torch.long)
     off = torch.zeros(n_layers + 1, dtype=torch.long)

@@ -24,6 +24,12 @@ Nodes (``node_type``, :class:`NodeType`):
 Edges (``edge_type``, :class:`EdgeType`):
 
 * ``WEIGHT`` in-neuron -> out-neuron, value ``W[out, in]``;
+* ``PAD_WEIGHT`` hidden neuron -> ``PAD_OUTPUT`` neuron, value ``W[out, in]`` of the last matrix
+  for ``out >= 4``: tiny-cuda-nn pads the 4 outputs to 16 and nothing reads the padded ones, so
+  these ``12 * n_neurons`` weights (768 for 64 neurons, in every family) get no gradient and stay
+  at their initial values. They are edges like every parameter (the lossless contract), typed
+  apart so that an encoder can leave them out of value statistics and readouts (noise, not
+  signal);
 * ``BIAS`` bias node -> out-neuron, value ``bias[out]``;
 * ``HASH`` entry ``e`` of level ``l`` -> feature node ``l * F + f``, value
   ``table[level_offsets[l] + e, f]``;
@@ -78,7 +84,7 @@ from __future__ import annotations
 import enum
 import math
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 X_COLUMNS: tuple[str, ...] = ("layer", "order", "level", "log_res", "has_pos")
 LOG_RES_NORM = 16.0  # log2 of the largest grid resolution (tcnn's limit)
@@ -116,6 +122,11 @@ class EdgeType(enum.IntEnum):
     BIAS = 1
     HASH = 2
     PLANE = 3
+    PAD_WEIGHT = 4
+
+
+#: edge types that are not parameters but computed from them (``from_graph`` ignores them)
+DERIVED_EDGE_TYPES: tuple[EdgeType, ...] = ()
 
 
 #: node types that are MLP neurons (have a layer >= 0 and an index within it)

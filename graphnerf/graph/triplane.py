@@ -20,7 +20,7 @@ from torch import Tensor
 from ..fields import TriplaneField, TriplaneSpec
 from ..fields.encodings import TRIPLANE_AXES
 from .builder import EdgeBlock, NodeBlock
-from .mlp import Segment, head_structure, load_head, weight_blocks
+from .mlp import Segment, head_edge_counts, head_structure, head_weight_blocks, load_head
 from .rebuild import GraphView, place, take, weight_positions
 from .schema import EdgeType, GraphError, NodeType, log_res_feature
 
@@ -46,7 +46,7 @@ def triplane_field_blocks(field: TriplaneField) -> tuple[list[NodeBlock], list[E
         Segment(NodeType.GRID_FEATURE, c, log_res_x=lr),
     ]
     nodes, starts = head_structure(spec, inputs)
-    edges = weight_blocks(list(field.mlp.weights), starts)
+    edges = head_weight_blocks(field, starts)
     cells_start = sum(b.n for b in nodes)
     for k in range(3):
         nodes.append(
@@ -78,7 +78,7 @@ def triplane_field_blocks(field: TriplaneField) -> tuple[list[NodeBlock], list[E
 def triplane_field_from_view(view: GraphView, spec: TriplaneSpec) -> TriplaneField:
     r, c = spec.resolution, spec.channels
     n_planes = 3 * r * r * c
-    view.expect_edges(spec, {EdgeType.WEIGHT: spec.mlp_param_count, EdgeType.PLANE: n_planes})
+    view.expect_edges(spec, {**head_edge_counts(spec), EdgeType.PLANE: n_planes})
     w_pos, w_val = weight_positions(view, spec.mlp_widths)
     src, dst, val = view.edges(EdgeType.PLANE)
     base, plane, code, group = view.grid_codes(
