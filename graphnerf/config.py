@@ -29,6 +29,32 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
         return compose(config_name=name, overrides=list(overrides))
 
 
+class ConfigError(ValueError):
+    """A config that cannot be composed (unknown key, bad override syntax, wrong type); the
+    message is one line naming the config, the overrides and what Hydra / OmegaConf said."""
+
+
+def load_config_checked(
+    name: str,
+    overrides: Sequence[str] = (),
+    what: str = "config",
+    error: type[ValueError] = ConfigError,
+) -> DictConfig:
+    """:func:`load_config`, with every Hydra / OmegaConf failure (a typo in a key, a bad value)
+    raised as ``error`` with a one-line message (``"<what> <name> with overrides [...]: ..."``)
+    instead of a multi-line traceback. Command-line entry points compose through this."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return load_config(name, list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise error(
+            f"{what} {name} with overrides {list(overrides)}: {msg or type(e).__name__}"
+        ) from e
+
+
 def dataclass_from_mapping(cls: type[D], d: Mapping[str, Any], what: str) -> D:
     """Build the config dataclass ``cls`` from a mapping of its field names (e.g. a YAML node).
 

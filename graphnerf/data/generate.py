@@ -42,7 +42,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_write_text
-from ..config import load_config
+from ..config import load_config_checked
 from ..fields import ZOO, RadianceField, build_field
 from ..io import CheckpointError, read_header, save_field
 from .manifest import append_record, check_record, encode_record, read_manifest
@@ -70,18 +70,9 @@ _STALE_SECONDS = 600.0  # temporary summary/config files older than this are lef
 
 # ----------------------------------------------------------------------------- helpers
 def load_zoo_config(overrides: Sequence[str] = (), name: str = "default") -> DictConfig:
-    """Compose ``configs/data/<name>.yaml`` with Hydra overrides (``key=value``)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return load_config(f"data/{name}", list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-        msg = msg or type(e).__name__
-        raise ZooConfigError(
-            f"zoo config data/{name} with overrides {list(overrides)}: {msg}"
-        ) from e
+    """Compose ``configs/data/<name>.yaml`` with Hydra overrides (``key=value``); a bad override
+    is a one-line :class:`ZooConfigError` (:func:`graphnerf.config.load_config_checked`)."""
+    return load_config_checked(f"data/{name}", overrides, "zoo config", ZooConfigError)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
