@@ -146,16 +146,19 @@ class TrainModule(nn.Module):
         # set by the trainer: weights of the loss terms and rendering settings
         self.loss_weights: dict[str, float] = {"render": 1.0}
         self.render_cfg: dict[str, Any] = {}
+        self.gather = True  # gather contrastive rows over DDP processes (off for validation)
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, inputs: Any, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def encode(
+        self, inputs: Any, generator: torch.Generator | None = None, target: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Embeddings of a model input: a PyG ``Batch`` (GMN) or a batched ``TokenSequence``
         (SANE). Returns ``embedding [B, D]``, ``projection [B, P]`` and, for SANE, ``z``,
         ``z_pos`` and ``loss_recon`` (masked token reconstruction; masking only in training)."""
         if self.name == "gmn":
             z = self.encoder(inputs)
             return {"embedding": z, "projection": self.projection(z)}
-        return self.encoder(inputs, generator=generator)
+        return self.encoder(inputs, target=target, generator=generator)
 
     def embed(self, inputs: Any) -> Tensor:
         """``[B, D]`` embeddings (no masking, no projection)."""
@@ -185,7 +188,7 @@ class TrainModule(nn.Module):
         g = None
         if self.name == "sane":
             g = torch.Generator().manual_seed(int(batch["mask_seed"]))
-        out = self.encode(batch["inputs"], generator=g)
+        out = self.encode(batch["inputs"], generator=g, target=batch.get("target"))
         terms: dict[str, Tensor] = {}
         if w.get("contrastive", 0.0):
             terms["contrastive"] = self._contrastive(out["projection"], batch)
@@ -209,7 +212,12 @@ class TrainModule(nn.Module):
 
     def _contrastive(self, proj: Tensor, batch: Mapping[str, Any]) -> Tensor:
         labels, view = batch["labels"], batch["view"]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if (
+            self.gather
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
             from torch.distributed.nn.functional import all_gather
 
             proj = torch.cat(all_gather(proj))  # gradients flow back to every rank's rows
