@@ -290,12 +290,77 @@ def test_schema_attribute_values() -> None:
     assert g.node_level[feats].tolist() == [i // 2 for i in g.node_order[feats].tolist()]
     pad = g.node_type == NodeType.PAD_INPUT
     assert sorted(g.node_order[pad].tolist()) == list(range(8, 16))
-    # the last entry of a level has order 1 in x; level 3 of 4 has level 1
+    # an entry's index is not a feature (a hashed entry's is a hash bucket); level l is l / 31
     last = find_node(g, node_type=NodeType.HASH_ENTRY, node_level=3, node_order=4095)
-    assert g.x[last, X_COLUMNS.index("order")] == 1.0
-    assert g.x[last, X_COLUMNS.index("level")] == 1.0
+    assert g.x[last, X_COLUMNS.index("order")] == -1.0
+    assert g.x[last, X_COLUMNS.index("level")] == pytest.approx(3 / 31)
     assert g.x[last, X_COLUMNS.index("log_res")] == pytest.approx(math.log2(128) / 16)
     assert g.x[last, X_COLUMNS.index("has_pos")] == 0.0  # level 3 is hashed
+    # outputs r, g, b, density: order 0, 1/3, 2/3, 1 in every architecture
+    assert g.x[out, X_COLUMNS.index("order")].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+
+
+def frequency_inputs(g: Data) -> dict[tuple[int, int, int], torch.Tensor]:
+    """x row of every tcnn Frequency input, keyed by (axis d, log2 frequency k, phase s) computed
+    from its index ``d * 2F + 2k + s`` alone (F from the spec)."""
+    n_freq = g.spec.n_frequencies
+    out = {}
+    for i in (g.node_type == NodeType.INPUT).nonzero().flatten().tolist():
+        j = int(g.node_order[i])
+        out[(j // (2 * n_freq), (j % (2 * n_freq)) // 2, j % 2)] = g.x[i]
+    assert len(out) == 6 * n_freq
+    return out
+
+
+def test_same_meaning_same_x_across_architectures() -> None:
+    """Equal inputs look equal in all 13 zoo architectures; different ones differ."""
+    graphs = {n: to_graph(build_field(n, seed=0)) for n in ZOO_NAMES}
+    col = {c: X_COLUMNS.index(c) for c in X_COLUMNS}
+    freq = {n: frequency_inputs(g) for n, g in graphs.items() if hasattr(g.spec, "n_frequencies")}
+    assert len(freq) == 9  # the mlp (5) and triplane (4) families
+    pairs = 0
+    for a in freq:
+        for b in freq:
+            for key in freq[a].keys() & freq[b].keys():
+                assert torch.equal(freq[a][key], freq[b][key]), (a, b, key)
+                pairs += 1
+    assert pairs > 9 * 100
+    # sin(pi y) (axis 1, k 0, phase 0) in mlp and triplane: was order 0.3357 vs 0.3168
+    row = freq["mlp"][(1, 0, 0)]
+    assert row[col["axis"]] == 0.5 and row[col["log_freq"]] == 0.0 and row[col["phase"]] == 0.0
+    assert row[col["order"]] == -1.0 and row[col["layer"]] == 0.0
+    for name, rows in freq.items():  # (axis, frequency, phase) -> distinct rows within a graph
+        assert len({tuple(r.tolist()) for r in rows.values()}) == len(rows), name
+    # the same output, the same grid level (same resolution) and the padded nodes: equal rows
+    outs = {n: g.x[g.node_type == NodeType.OUTPUT] for n, g in graphs.items()}
+    assert all(torch.equal(outs["mlp"], o) for o in outs.values())
+    assert len({tuple(r.tolist()) for r in outs["hash"]}) == 4  # r, g, b, density differ
+
+    def feature_rows(name: str) -> dict[int, torch.Tensor]:
+        g = graphs[name]
+        m = (g.node_type == NodeType.GRID_FEATURE).nonzero().flatten().tolist()
+        return {int(g.node_level[i]): g.x[i] for i in m}
+
+    h, h8, h11 = (
+        feature_rows("hash"),
+        feature_rows("hash_8_levels"),
+        feature_rows("hash_11_table_size"),
+    )
+    assert torch.equal(h[0], h8[0]) and torch.equal(h[0], h11[0])  # res 16 in all three
+    assert all(torch.equal(h[lv], h11[lv]) for lv in range(4))  # same levels, other table size
+    assert not torch.equal(h[1], h8[1])  # level 1: res 32 vs 23, a different level
+    assert len({tuple(r.tolist()) for r in h8.values()}) == 8
+    for g in graphs.values():
+        # the features of one level (channels of a tri-plane) are interchangeable, as are the
+        # padded inputs (all fed 1) and the padded outputs (read by nothing): equal rows
+        for t in (NodeType.PAD_INPUT, NodeType.PAD_OUTPUT, NodeType.HIDDEN):
+            for layer in g.node_layer[g.node_type == t].unique().tolist():
+                rows = g.x[(g.node_type == t) & (g.node_layer == layer)]
+                assert bool((rows == rows[:1]).all()), t
+        feats = g.node_type == NodeType.GRID_FEATURE
+        for lv in g.node_level[feats].unique().tolist():
+            rows = g.x[feats & (g.node_level == lv)]
+            assert bool((rows == rows[:1]).all())
 
 
 # ------------------------------------------------------------------------------ symmetry

@@ -29,6 +29,19 @@ from torch import Tensor
 from .schema import X_COLUMNS, EdgeType, NodeType
 
 _COL_ORDER = X_COLUMNS.index("order")
+_COL_AXIS = X_COLUMNS.index("axis")
+assert X_COLUMNS[_COL_AXIS : _COL_AXIS + 3] == ("axis", "log_freq", "phase")
+
+
+def x_row(layer_x: float, level_x: float, log_res_x: float, has_pos: bool) -> Tensor:
+    """[len(X_COLUMNS)] float32 ``x`` row with ``order``, ``axis``, ``log_freq``, ``phase`` -1."""
+    row = torch.full((len(X_COLUMNS),), -1.0)
+    row[X_COLUMNS.index("layer")] = layer_x
+    row[X_COLUMNS.index("level")] = level_x
+    row[X_COLUMNS.index("log_res")] = log_res_x
+    row[X_COLUMNS.index("has_pos")] = float(has_pos)
+    return row
+
 
 #: intra-op threads used while filling a large graph (None: leave torch's setting alone).
 #: The fills are bound by memory writes and first-touch page faults, not arithmetic, and an
@@ -67,9 +80,11 @@ class NodeBlock:
         layer: ``node_layer`` (-1 for grid nodes).
         layer_x: ``x[:, layer]`` value.
         order_start: ``node_order`` of the first node (consecutive after it); None -> -1 for all.
-        order_count: size of the group ``node_order`` indexes (normalises ``x[:, order]``).
+        order_norm: ``x[:, order] = node_order / order_norm`` where the index has a meaning;
+            None -> -1 (``node_order`` is still written: ``from_graph`` needs it).
         level: ``node_level``; level_x: ``x[:, level]``; log_res_x: ``x[:, log_res]``.
         pos: [n, 3] float32 positions (``has_pos`` = 1), or None (zeros, ``has_pos`` = 0).
+        meaning: [n, 3] float32 ``x[:, axis], x[:, log_freq], x[:, phase]`` (None: -1).
     """
 
     n: int
@@ -77,11 +92,12 @@ class NodeBlock:
     layer: int = -1
     layer_x: float = -1.0
     order_start: int | None = None
-    order_count: int = 1
+    order_norm: float | None = None
     level: int = -1
     level_x: float = -1.0
     log_res_x: float = -1.0
     pos: Tensor | None = None
+    meaning: Tensor | None = None
 
 
 @dataclass
@@ -175,16 +191,15 @@ def _fill(
         node_type[s].fill_(int(b.type))
         node_layer[s].fill_(b.layer)
         node_level[s].fill_(b.level)
-        row = torch.tensor(
-            [b.layer_x, -1.0, b.level_x, b.log_res_x, float(b.pos is not None)],
-            dtype=torch.float32,
-        )
-        x[s] = row
+        x[s] = x_row(b.layer_x, b.level_x, b.log_res_x, b.pos is not None)
         if b.order_start is None:
             node_order[s].fill_(-1)
         else:
             torch.arange(b.order_start, b.order_start + b.n, out=node_order[s])
-            x[s, _COL_ORDER] = torch.div(node_order[s], float(max(b.order_count - 1, 1)))
+            if b.order_norm is not None:
+                x[s, _COL_ORDER] = torch.div(node_order[s], float(b.order_norm))
+        if b.meaning is not None:
+            x[s, _COL_AXIS : _COL_AXIS + 3] = b.meaning
         if b.pos is None:
             node_pos[s].zero_()
         else:

@@ -18,14 +18,17 @@ import torch
 from torch import Tensor
 
 from ..fields import HashGridField, HashGridSpec
-from .builder import CustomEdges, CustomNodes
+from .builder import CustomEdges, CustomNodes, x_row
 from .mlp import Segment, head_edge_counts, head_structure, head_weight_blocks, load_head
 from .rebuild import GraphView, place, take, weight_positions
-from .schema import EdgeType, GraphError, NodeType, log_res_feature
+from .schema import LEVEL_NORM, X_COLUMNS, EdgeType, GraphError, NodeType, log_res_feature
+
+_COL_HAS_POS = X_COLUMNS.index("has_pos")
 
 
-def _level_x(level: int, n_levels: int) -> float:
-    return level / (n_levels - 1) if n_levels > 1 else 0.0
+def _level_x(level: int) -> float:
+    """``x[:, level]`` of hash level ``level``: a fixed normaliser, equal across specs."""
+    return level / LEVEL_NORM
 
 
 def dense_positions(res: int, scale: float) -> Tensor:
@@ -68,25 +71,19 @@ class _HashEntries:
             torch.arange(0, b - a, out=order[a:b])
             if self.n_pos[lv]:
                 pos[a : a + self.n_pos[lv]] = dense_positions(self.res[lv], self.scales[lv])
-        # x: one row per level gathered by node_level, then the per-entry order column
-        rows = torch.tensor(
+        # x: one row per level gathered by node_level (the entry index is not a feature: a
+        # dense entry's meaning is its node_pos, a hashed entry's index is a hash bucket)
+        rows = torch.stack(
             [
-                [
-                    -1.0,
-                    0.0,
-                    _level_x(lv, n_lev),
-                    log_res_feature(self.res[lv]),
-                    float(self.n_pos[lv] > 0),
-                ]
+                x_row(-1.0, _level_x(lv), log_res_feature(self.res[lv]), self.n_pos[lv] > 0)
                 for lv in range(n_lev)
             ]
         )
         torch.index_select(rows, 0, level, out=x)
         for lv in range(n_lev):
             a, b = self.offsets[lv], self.offsets[lv + 1]
-            torch.div(order[a:b], float(max(b - a - 1, 1)), out=x[a:b, 1])
             if self.n_pos[lv]:  # table padding past res^3 has no position
-                x[a + self.n_pos[lv] : b, 4] = 0.0
+                x[a + self.n_pos[lv] : b, _COL_HAS_POS] = 0.0
 
     def fill_edges(self, v: dict[str, Tensor]) -> None:
         n, n_feat = self.n, self.spec.n_features_per_level
@@ -116,7 +113,7 @@ def hash_field_blocks(field: HashGridField) -> tuple[list, list]:
             NodeType.GRID_FEATURE,
             n_feat,
             level=lv,
-            level_x=_level_x(lv, n_lev),
+            level_x=_level_x(lv),
             log_res_x=log_res_feature(res[lv]),
         )
         for lv in range(n_lev)

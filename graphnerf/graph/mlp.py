@@ -18,18 +18,34 @@ from ..fields import MLPField, MLPSpec
 from ..fields.spec import MLP_OUTPUTS
 from .builder import EdgeBlock, NodeBlock
 from .rebuild import GraphView, place, weight_positions
-from .schema import EdgeType, NodeType
+from .schema import LOG_FREQ_NORM, EdgeType, NodeType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Segment:
-    """A run of ``n`` neurons of one type inside a layer (grid-feature runs carry their level)."""
+    """A run of ``n`` neurons of one type inside a layer (grid-feature runs carry their level).
+
+    ``order_norm``: ``x[:, order] = index in the layer / order_norm`` for neurons whose index
+    means the same in every architecture (None: -1); ``meaning``: [n, 3] ``axis, log_freq,
+    phase`` columns of ``x`` (None: -1).
+    """
 
     type: NodeType
     n: int
     level: int = -1
     level_x: float = -1.0
     log_res_x: float = -1.0
+    order_norm: float | None = None
+    meaning: Tensor | None = None
+
+
+def frequency_meaning(n_frequencies: int) -> Tensor:
+    """[6 F, 3] ``x`` columns ``axis, log_freq, phase`` of tcnn Frequency inputs: input ``d * 2F
+    + 2k + s`` is ``sin(2^k pi x_d + s pi / 2)`` (:func:`~graphnerf.fields.frequency_encoding`),
+    so axis ``d / 2``, log2 frequency ``k / LOG_FREQ_NORM``, phase ``s`` (0 sin, 1 cos)."""
+    i = torch.arange(6 * n_frequencies)
+    d, k, s = i // (2 * n_frequencies), (i % (2 * n_frequencies)) // 2, i % 2
+    return torch.stack([d / 2.0, k / LOG_FREQ_NORM, s.float()], 1).float()
 
 
 def neuron_blocks(
@@ -39,7 +55,8 @@ def neuron_blocks(
 ) -> tuple[list[NodeBlock], list[int]]:
     """Node blocks of all neurons and the first node id of each layer.
 
-    Input and output neurons are ordered (``node_order`` = index in the layer), hidden ones are not.
+    Input and output neurons are ordered (``node_order`` = index in the layer), hidden ones are not;
+    the ``order`` column of ``x`` is set only for segments with an ``order_norm``.
     """
     n_layers = len(widths) - 1
     for name, segs, w in (("input", inputs, widths[0]), ("output", outputs, widths[-1])):
@@ -61,10 +78,11 @@ def neuron_blocks(
                         layer=layer,
                         layer_x=layer_x,
                         order_start=order,
-                        order_count=width,
+                        order_norm=s.order_norm,
                         level=s.level,
                         level_x=s.level_x,
                         log_res_x=s.log_res_x,
+                        meaning=s.meaning,
                     )
                 )
                 order += s.n
@@ -115,10 +133,15 @@ def head_edge_counts(spec) -> dict[EdgeType, int]:
     return {EdgeType.WEIGHT: spec.mlp_param_count - pad, EdgeType.PAD_WEIGHT: pad}
 
 
+def frequency_segment(n_frequencies: int) -> Segment:
+    """The 6 F tcnn Frequency inputs of a field (order-free: axis, frequency, phase say it all)."""
+    return Segment(NodeType.INPUT, 6 * n_frequencies, meaning=frequency_meaning(n_frequencies))
+
+
 def output_segments(width: int) -> list[Segment]:
     """The tcnn output layer: 4 real outputs (rgb, density), then padded ones."""
     return [
-        Segment(NodeType.OUTPUT, MLP_OUTPUTS),
+        Segment(NodeType.OUTPUT, MLP_OUTPUTS, order_norm=MLP_OUTPUTS - 1),  # r, g, b, density
         Segment(NodeType.PAD_OUTPUT, width - MLP_OUTPUTS),
     ]
 
@@ -134,7 +157,8 @@ def head_structure(spec, inputs: Sequence[Segment]) -> tuple[list[NodeBlock], li
 # ------------------------------------------------------------------ the MLP family
 def mlp_field_blocks(field: MLPField) -> tuple[list[NodeBlock], list[EdgeBlock]]:
     spec = field.spec
-    nodes, starts = head_structure(spec, [Segment(NodeType.INPUT, spec.mlp_input_dim)])
+    inputs = [frequency_segment(spec.n_frequencies)]
+    nodes, starts = head_structure(spec, inputs)
     return nodes, head_weight_blocks(field, starts)
 
 

@@ -58,22 +58,37 @@ Attributes (names are part of the contract; only ``edge_index`` is offset by PyG
                                  outermost vertices lie half a cell outside the box); plane
                                  cell: ``u / (R - 1)``, ``v / (R - 1)`` on the plane's two world
                                  axes, 0.5 on the third; zeros where there is no position
-``x``              [N, 5] f32    normalised node features, columns :data:`X_COLUMNS`
+``x``              [N, 8] f32    normalised node features, columns :data:`X_COLUMNS`
 ``spec``           object        the ``FieldSpec`` (or :class:`SequentialSpec` for plain MLPs)
 ``num_nodes``      int           N
 =================  ============  ==============================================================
 
-``x`` columns (every value in [-1, 1]; -1 means "not applicable"):
+``x`` columns (every value in [-1, 1]; -1 means "not applicable"). Every normaliser is a fixed
+constant, never a per-spec size, so that a node that means the same thing in two architectures
+gets the same row (an input sin(pi y) of ``mlp`` and of ``triplane``, a 16^3 hash level of
+``hash`` and of ``hash_8_levels``), and nodes that are interchangeable by a symmetry of the field
+get equal rows:
 
-* ``layer`` — ``node_layer / n_layers`` in [0, 1]; -1 for hash entries and plane cells;
-* ``order`` — ``node_order / (group size - 1)`` in [0, 1] (group = the layer, the hash level or the
-  plane); -1 for hidden neurons and bias nodes;
-* ``level`` — hash level ``l / (L - 1)`` (0 when L = 1) for entries and grid features, plane
-  ``k / 2`` for cells; -1 otherwise;
+* ``layer`` — ``node_layer / n_layers`` in [0, 1]; -1 for grid nodes;
+* ``order`` — an index that means the same in every architecture: output ``o / 3`` (r, g, b,
+  density), and, for plain ``nn.Sequential`` MLPs, the input / output index ``i / (width - 1)``;
+  -1 everywhere else: hidden neurons and bias nodes (permutable), frequency inputs (their meaning
+  is in ``axis``, ``log_freq``, ``phase``), grid-feature nodes (the F features of a hash level, or
+  the C channels of a tri-plane, are interchangeable: permuting them with the matching columns of
+  the first weight matrix leaves the field unchanged), padded inputs (all fed the constant 1),
+  padded outputs (read by nothing), hash entries and plane cells (a dense entry's or a cell's
+  meaning is its ``node_pos``; a hashed entry's index is a hash bucket). ``node_order`` keeps
+  every index (``from_graph`` needs it);
+* ``level`` — hash level ``l / 31`` (31: the largest level a spec allows) for entries and
+  grid features, plane ``k / 2`` for cells; -1 otherwise;
 * ``log_res`` — ``min(log2(resolution) / 16, 1)`` of the hash level / tri-plane of hash entries,
   plane cells and grid-feature nodes (2^16 is the largest resolution a spec allows); -1
-  otherwise. The normaliser is fixed, not per spec, so that values compare across architectures;
-* ``has_pos`` — 1 where ``node_pos`` is a real position (dense hash vertices, plane cells), else 0.
+  otherwise;
+* ``has_pos`` — 1 where ``node_pos`` is a real position (dense hash vertices, plane cells), else 0;
+* ``axis``, ``log_freq``, ``phase`` — what a tcnn Frequency input is: input ``d * 2F + 2k + s``
+  computes ``sin(2^k pi x_d + s pi / 2)`` (:func:`graphnerf.fields.frequency_encoding`), so axis
+  ``d / 2`` (x 0, y 0.5, z 1), log2 frequency ``k / 63`` (63: the largest a spec allows), phase
+  ``s`` (0 sin, 1 cos); -1 for every other node.
 
 Hash entries of a dense level beyond ``res^3`` (the table is rounded up to a multiple of 8) and
 entries of hashed levels have no position.
@@ -84,10 +99,21 @@ from __future__ import annotations
 import enum
 import math
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-X_COLUMNS: tuple[str, ...] = ("layer", "order", "level", "log_res", "has_pos")
+X_COLUMNS: tuple[str, ...] = (
+    "layer",
+    "order",
+    "level",
+    "log_res",
+    "has_pos",
+    "axis",
+    "log_freq",
+    "phase",
+)
 LOG_RES_NORM = 16.0  # log2 of the largest grid resolution (tcnn's limit)
+LEVEL_NORM = 31.0  # largest hash level index a spec allows (32 levels)
+LOG_FREQ_NORM = 63.0  # largest log2 frequency a spec allows (64 Frequency octaves)
 
 NODE_ATTRS: tuple[str, ...] = (
     "node_type",

@@ -173,8 +173,11 @@ def sequential_blocks(model: Any) -> tuple[SequentialSpec, list[NodeBlock], list
     spec, linears = sequential_modules(model)
     widths = spec.widths
     n_layers = len(widths) - 1
+    # a plain MLP's inputs and outputs are identified by their index alone
     nodes, starts = neuron_blocks(
-        widths, [Segment(NodeType.INPUT, widths[0])], [Segment(NodeType.OUTPUT, widths[-1])]
+        widths,
+        [Segment(NodeType.INPUT, widths[0], order_norm=max(widths[0] - 1, 1))],
+        [Segment(NodeType.OUTPUT, widths[-1], order_norm=max(widths[-1] - 1, 1))],
     )
     for i, m in enumerate(linears):
         for name, p in m.named_parameters():

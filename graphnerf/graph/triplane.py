@@ -20,7 +20,14 @@ from torch import Tensor
 from ..fields import TriplaneField, TriplaneSpec
 from ..fields.encodings import TRIPLANE_AXES
 from .builder import EdgeBlock, NodeBlock
-from .mlp import Segment, head_edge_counts, head_structure, head_weight_blocks, load_head
+from .mlp import (
+    Segment,
+    frequency_segment,
+    head_edge_counts,
+    head_structure,
+    head_weight_blocks,
+    load_head,
+)
 from .rebuild import GraphView, place, take, weight_positions
 from .schema import EdgeType, GraphError, NodeType, log_res_feature
 
@@ -42,7 +49,7 @@ def triplane_field_blocks(field: TriplaneField) -> tuple[list[NodeBlock], list[E
     n_freq_in = 6 * spec.n_frequencies
     lr = log_res_feature(r)
     inputs = [
-        Segment(NodeType.INPUT, n_freq_in),
+        frequency_segment(spec.n_frequencies),
         Segment(NodeType.GRID_FEATURE, c, log_res_x=lr),
     ]
     nodes, starts = head_structure(spec, inputs)
@@ -54,7 +61,6 @@ def triplane_field_blocks(field: TriplaneField) -> tuple[list[NodeBlock], list[E
                 n=r * r,
                 type=NodeType.PLANE_CELL,
                 order_start=0,
-                order_count=r * r,
                 level=k,
                 level_x=k / 2,
                 log_res_x=lr,
