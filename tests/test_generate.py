@@ -230,6 +230,8 @@ def test_generation_writes_files_manifest_and_summary(reference):
         assert rec["rotation"] == list(job.rotation)
         assert isinstance(rec["psnr"], float) and 5.0 < rec["psnr"] < 80.0
         assert len(rec["psnr_views"]) == 4 and 0.0 <= rec["iou"] <= 1.0
+        assert len(rec["psnr_fg_views"]) == 4 and 0.0 < rec["psnr_fg"] < 80.0
+        assert 0.05 < rec["coverage"] <= 1.0  # the eval cameras frame the object
         assert rec["steps"] == 20 and rec["seconds"] > 0
     summary = json.loads((reference / "summary.json").read_text())
     assert summary["n_nerfs"] == 12 and summary["complete"] is True
@@ -237,6 +239,7 @@ def test_generation_writes_files_manifest_and_summary(reference):
     assert summary["counts"]["arch"] == {"hash": 4, "mlp": 8}
     assert summary["counts"]["class"] == {"chair": 6, "table": 6}
     assert summary["psnr"]["min"] <= summary["psnr"]["p5"] <= summary["psnr"]["mean"]
+    assert summary["psnr_fg"]["min"] <= summary["psnr_fg"]["p5"] <= summary["psnr_fg"]["mean"]
     assert summary["run"]["fitted"] == 12 and summary["missing_files"] == []
     assert (reference / "config.yaml").is_file()
     assert temp_files(reference) == []

@@ -286,7 +286,8 @@ def fit_metrics(
     field: RadianceField, scene: SceneFn, res: FitResult, zc: ZooConfig
 ) -> dict[str, Any]:
     """What a zoo records of a fitted NeRF: :func:`graphnerf.fit.evaluate` at the config's
-    ``eval`` settings (psnr, psnr_views, iou) and the fit's final loss, seconds and steps."""
+    ``eval`` settings (psnr, psnr_views, psnr_fg, psnr_fg_views, coverage, iou) and the fit's
+    final loss, seconds and steps."""
     from ..fit import evaluate
 
     metrics = evaluate(
@@ -295,6 +296,9 @@ def fit_metrics(
     return {
         "psnr": metrics["psnr"],
         "psnr_views": metrics["psnr_views"],
+        "psnr_fg": metrics["psnr_fg"],
+        "psnr_fg_views": metrics["psnr_fg_views"],
+        "coverage": metrics["coverage"],
         "iou": metrics["iou"],
         "loss": res.final_loss,
         "seconds": res.seconds,

@@ -3,7 +3,9 @@
 A line holds the NeRF's identity — ``id``, ``object``, ``class``, ``arch``, ``rotation`` (unit
 quaternion ``[w, x, y, z]``), ``split``, ``file`` (path of its ``.safetensors`` relative to the zoo
 folder), ``init_seed`` — and its fit results: ``psnr`` (dB, mean of the 4 held-out views),
-``psnr_views``, ``iou``, ``loss`` (final training loss), ``seconds`` (amortised fitting time) and
+``psnr_views``, ``psnr_fg`` (dB over the pixels where the scene's or the NeRF's render is opaque,
+mean of the views) and ``psnr_fg_views``, ``coverage`` (object fraction of the frames), ``iou``,
+``loss`` (final training loss), ``seconds`` (amortised fitting time) and
 ``steps``. Non-finite numbers are written as ``null`` (strict JSON). The same object is stored in
 the NeRF file's header metadata, so a file alone can re-register itself.
 
@@ -45,9 +47,19 @@ MANIFEST = "manifest.jsonl"
 #: Fields every manifest line has.
 IDENTITY_FIELDS: tuple[str, ...] = ("id", "object", "class", "arch", "rotation", "split", "file")
 #: Fit results written by the generator (optional for readers of other zoos, typed when present).
-METRIC_FIELDS: tuple[str, ...] = ("psnr", "psnr_views", "iou", "loss", "seconds", "steps")
+METRIC_FIELDS: tuple[str, ...] = (
+    "psnr",
+    "psnr_views",
+    "psnr_fg",
+    "psnr_fg_views",
+    "coverage",
+    "iou",
+    "loss",
+    "seconds",
+    "steps",
+)
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-_NUMBER_OR_NULL = ("psnr", "iou", "loss")
+_NUMBER_OR_NULL = ("psnr", "psnr_fg", "coverage", "iou", "loss")
 _ROTATION_TOL = 1e-3
 
 
@@ -91,11 +103,11 @@ def check_record(rec: Any, where: str) -> dict[str, Any]:
     for key in _NUMBER_OR_NULL:
         if key in rec and rec[key] is not None and not _is_number(rec[key]):
             raise fail(f"field {key!r} must be a number or null, got {rec[key]!r}")
-    if "psnr_views" in rec and not (
-        isinstance(rec["psnr_views"], list)
-        and all(v is None or _is_number(v) for v in rec["psnr_views"])
-    ):
-        raise fail(f"field 'psnr_views' must be a list of numbers, got {rec['psnr_views']!r}")
+    for key in ("psnr_views", "psnr_fg_views"):
+        if key in rec and not (
+            isinstance(rec[key], list) and all(v is None or _is_number(v) for v in rec[key])
+        ):
+            raise fail(f"field {key!r} must be a list of numbers, got {rec[key]!r}")
     if "seconds" in rec and not (_is_number(rec["seconds"]) and rec["seconds"] >= 0):
         raise fail(f"field 'seconds' must be a number >= 0, got {rec['seconds']!r}")
     for key in ("steps", "init_seed"):

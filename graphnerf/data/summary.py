@@ -59,6 +59,8 @@ def summarize(
         "n_nerfs": len(records),
         "counts": {key: _counts(records, key) for key in ("split", "class", "arch")},
         "psnr": distribution(r.get("psnr") for r in records),
+        "psnr_fg": distribution(r.get("psnr_fg") for r in records),
+        "coverage": distribution(r.get("coverage") for r in records),
         "iou": distribution(r.get("iou") for r in records),
         "seconds_per_nerf": distribution(r.get("seconds") for r in records)["mean"],
         "per_arch": {},
@@ -68,6 +70,8 @@ def summarize(
         out["per_arch"][arch] = {
             "n": len(rs),
             "psnr": distribution(r.get("psnr") for r in rs),
+            "psnr_fg": distribution(r.get("psnr_fg") for r in rs),
+            "coverage_mean": distribution(r.get("coverage") for r in rs)["mean"],
             "iou_mean": distribution(r.get("iou") for r in rs)["mean"],
             "seconds_mean": distribution(r.get("seconds") for r in rs)["mean"],
         }
@@ -101,25 +105,38 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     for key in ("split", "class", "arch"):
         items = "  ".join(f"{k} {v}" for k, v in summary["counts"][key].items()) or "-"
         lines.append(f"  {key:<6s} {items}")
-    cols = f"  {'arch':<24s}{'n':>6s}{'psnr mean':>11s}{'min':>8s}{'p5':>8s}{'iou':>7s}"
+    cols = (
+        f"  {'arch':<24s}{'n':>6s}{'psnr_fg mean':>13s}{'min':>8s}{'p5':>8s}{'psnr mean':>11s}"
+        f"{'cover':>7s}{'iou':>7s}"
+    )
     lines += ["", cols + f"{'fit s':>9s}"]
     rows = [
-        (arch, s["n"], s["psnr"], s["iou_mean"], s["seconds_mean"])
+        (
+            arch,
+            s["n"],
+            s["psnr_fg"],
+            s["psnr"],
+            s["coverage_mean"],
+            s["iou_mean"],
+            s["seconds_mean"],
+        )
         for arch, s in summary["per_arch"].items()
     ]
     rows.append(
         (
             "all",
             summary["n_nerfs"],
+            summary["psnr_fg"],
             summary["psnr"],
+            summary["coverage"]["mean"],
             summary["iou"]["mean"],
             summary["seconds_per_nerf"],
         )
     )
-    for arch, n, p, iou, sec in rows:
+    for arch, n, fg, p, cover, iou, sec in rows:
         lines.append(
-            f"  {arch:<24s}{n:>6d}{_f(p['mean']):>11s}{_f(p['min']):>8s}{_f(p['p5']):>8s}"
-            f"{_f(iou, '.3f'):>7s}{_f(sec):>9s}"
+            f"  {arch:<24s}{n:>6d}{_f(fg['mean']):>13s}{_f(fg['min']):>8s}{_f(fg['p5']):>8s}"
+            f"{_f(p['mean']):>11s}{_f(cover, '.3f'):>7s}{_f(iou, '.3f'):>7s}{_f(sec):>9s}"
         )
     missing = summary.get("missing_files")
     if missing:

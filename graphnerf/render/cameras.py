@@ -20,11 +20,15 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "EVAL_FILL",
     "EVAL_FOV_DEG",
     "EVAL_RADIUS",
     "EVAL_VIEWS",
     "Camera",
+    "bounding_sphere",
     "eval_cameras",
+    "framing_distance",
+    "framing_distance_points",
     "look_at",
     "orbit_cameras",
     "spherical_to_cartesian",
@@ -45,6 +49,11 @@ EVAL_RADIUS: float = 3.0
 #: 0.7 * sqrt(3) ~ 1.21) subtends a half-angle of asin(1.21 / 3) ~ 23.8 deg < 25 deg, so the whole
 #: box is in view for any square image.
 EVAL_FOV_DEG: float = 50.0
+#: Share of the field of view the framed bounding sphere spans (its angular diameter / the field
+#: of view): the sphere's outline stays just inside the frame, so the object fills most of it.
+EVAL_FILL: float = 0.95
+#: Radius of the sphere bounding the default AABB [-0.7, 0.7]^3 (world units).
+_DEFAULT_BOX_RADIUS: float = 0.7 * math.sqrt(3.0)
 
 
 @dataclass
@@ -205,6 +214,39 @@ def spherical_to_cartesian(radius: float, azimuth_deg: float, elevation_deg: flo
     )
 
 
+def bounding_sphere(points: Tensor, pad: float = 0.0) -> tuple[Tensor, float]:
+    """A sphere holding ``points [N, 3]``: centre ``[3]`` = centre of their bounding box, radius =
+    largest distance from it plus ``pad`` (world units, e.g. half a grid cell's diagonal).
+
+    Not the minimal sphere, but at most ``sqrt(3) / 2`` of the box's diagonal, and exact for a
+    box's corners. Raises ValueError for no points.
+    """
+    pts = torch.as_tensor(points)
+    if pts.ndim != 2 or pts.shape[1] != 3 or pts.shape[0] == 0:
+        raise ValueError(f"bounding_sphere: points must be [N >= 1, 3], got {list(pts.shape)}")
+    pts = pts.to(torch.float32)
+    centre = 0.5 * (pts.min(0).values + pts.max(0).values)
+    radius = float(torch.linalg.vector_norm(pts - centre, dim=1).max()) + float(pad)
+    return centre, radius
+
+
+def framing_distance(
+    radius: float, fov_deg: float = EVAL_FOV_DEG, fill: float = EVAL_FILL
+) -> float:
+    """Distance from a sphere's centre at which a camera of vertical field of view ``fov_deg``
+    sees the sphere span ``fill`` of the field of view: ``radius / sin(fill * fov / 2)``.
+
+    With ``fill <= 1`` the whole sphere (hence anything inside it) is in a square frame.
+    """
+    if not radius > 0:
+        raise ValueError(f"framing_distance: radius must be > 0, got {radius!r}")
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"framing_distance: fov_deg must be in (0, 180), got {fov_deg!r}")
+    if not 0.0 < fill <= 1.0:
+        raise ValueError(f"framing_distance: fill must be in (0, 1], got {fill!r}")
+    return float(radius) / math.sin(math.radians(0.5 * fill * fov_deg))
+
+
 def orbit_cameras(
     n: int,
     radius: float = 2.0,
@@ -213,11 +255,14 @@ def orbit_cameras(
     width: int = 128,
     fov_deg: float = 45.0,
     azimuth_offset_deg: float = 0.0,
+    center: Tensor | Sequence[float] = (0.0, 0.0, 0.0),
 ) -> list[Camera]:
-    """``n`` cameras looking at the origin, evenly spaced in azimuth on a circle.
+    """``n`` cameras looking at ``center``, evenly spaced in azimuth on a circle.
 
     Camera ``k`` sits at azimuth ``azimuth_offset_deg + 360 * k / n`` degrees (from +x towards +y),
-    elevation ``elevation_deg`` and distance ``radius`` (world units); z is up.
+    elevation ``elevation_deg`` and distance ``radius`` (world units) from ``center``; z is up.
+    To frame an object of bounding sphere (c, r) use ``center=c, radius=framing_distance(r,
+    fov_deg)``.
     """
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"orbit_cameras: n must be a positive integer, got {n!r}")
@@ -225,25 +270,82 @@ def orbit_cameras(
         raise ValueError(f"orbit_cameras: radius must be positive, got {radius!r}")
     if not -90.0 <= elevation_deg <= 90.0:
         raise ValueError(f"orbit_cameras: elevation_deg must be in [-90, 90], got {elevation_deg}")
+    c = _as_vec3(center, "center").to(torch.float32)
     cams = []
     for k in range(int(n)):
         azimuth = azimuth_offset_deg + 360.0 * k / n
-        eye = spherical_to_cartesian(radius, azimuth, elevation_deg)
-        cams.append(Camera.from_fov(look_at(eye), height, width, fov_deg))
+        eye = c + spherical_to_cartesian(radius, azimuth, elevation_deg)
+        cams.append(Camera.from_fov(look_at(eye, c), height, width, fov_deg))
     return cams
 
 
-def eval_cameras(height: int = 128, width: int = 128) -> list[Camera]:
-    """The 4 fixed held-out views used across the library to measure PSNR.
+def framing_distance_points(
+    points: Tensor,
+    center: Tensor,
+    direction: Tensor,
+    fov_deg: float = EVAL_FOV_DEG,
+    fill: float = EVAL_FILL,
+    up: Sequence[float] = (0.0, 0.0, 1.0),
+) -> float:
+    """Smallest distance from ``center`` along the unit ``direction`` (centre -> eye) at which a
+    square pinhole camera looking at ``center`` sees every point of ``points [N, 3]`` within
+    ``fill`` of its half field of view (``|x|, |y| <= tan(fill * fov / 2)`` in normalised image
+    coordinates): tighter than a bounding sphere for flat or thin objects.
+
+    A point at lateral offsets ``(a, b)`` (camera right / up axes) and height ``h`` along
+    ``direction`` is in view when ``max(|a|, |b|) <= (d - h) tan``, so ``d = max(h +
+    max(|a|, |b|) / tan)``; never closer than the farthest point plus 1 % (eye outside the object).
+    """
+    c = torch.as_tensor(center, dtype=torch.float32).reshape(3)
+    pts = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 3) - c
+    c2w = look_at(c + direction.to(torch.float32), c, up)
+    right, cam_up, back = c2w[:3, 0], c2w[:3, 1], c2w[:3, 2]
+    lateral = torch.maximum((pts @ right).abs(), (pts @ cam_up).abs())
+    height = pts @ back
+    tan = math.tan(math.radians(0.5 * fill * fov_deg))
+    reach = float(torch.linalg.vector_norm(pts, dim=1).max())
+    return max(float((height + lateral / tan).max()), 1.01 * reach, 1e-6)
+
+
+def eval_cameras(
+    height: int = 128,
+    width: int = 128,
+    center: Tensor | Sequence[float] | None = None,
+    radius: float | None = None,
+    fov_deg: float = EVAL_FOV_DEG,
+    fill: float = EVAL_FILL,
+    points: Tensor | None = None,
+) -> list[Camera]:
+    """The 4 fixed held-out views used across the library to measure PSNR, framing an object.
 
     Views are :data:`EVAL_VIEWS` (azimuth, elevation in degrees): (45, 20), (135, -15), (225, 20),
-    (315, -15), at distance :data:`EVAL_RADIUS` = 3 from the origin with vertical field of view
-    :data:`EVAL_FOV_DEG` = 50 degrees, all looking at the origin with z up. The whole default AABB
-    [-0.7, 0.7]^3 is in view (for ``width >= height``). Deterministic: no randomness involved.
+    (315, -15) around ``center``, all looking at it with z up, with vertical field of view
+    ``fov_deg``. The distance of each camera from ``center``:
+
+    * with ``points [N, 3]`` (e.g. the object's occupied grid cells, as
+      :func:`graphnerf.fit.evaluate` passes), per view the closest at which every point is within
+      ``fill`` of the frame (:func:`framing_distance_points`); ``center`` defaults to the centre
+      of their bounding box. The object then fills most of each frame.
+    * else :func:`framing_distance` ``(radius, fov_deg, fill)``: the sphere ``(center, radius)``
+      spans ``fill`` of the field of view. The default is the sphere bounding the default AABB
+      [-0.7, 0.7]^3 (centre 0, radius 1.21, distance 3.0), in which the whole box is in view.
+
+    Deterministic: no randomness involved.
     """
-    return [
-        Camera.from_fov(
-            look_at(spherical_to_cartesian(EVAL_RADIUS, az, el)), height, width, EVAL_FOV_DEG
-        )
-        for az, el in EVAL_VIEWS
-    ]
+    if points is not None and center is None:
+        center = bounding_sphere(points)[0]
+    c = (
+        torch.zeros(3)
+        if center is None
+        else _as_vec3(center, "center").detach().to(torch.float32).cpu()
+    )
+    r = _DEFAULT_BOX_RADIUS if radius is None else float(radius)
+    cams = []
+    for az, el in EVAL_VIEWS:
+        direction = spherical_to_cartesian(1.0, az, el)
+        if points is not None:
+            dist = framing_distance_points(points.detach().cpu(), c, direction, fov_deg, fill)
+        else:
+            dist = framing_distance(r, fov_deg, fill)
+        cams.append(Camera.from_fov(look_at(c + dist * direction, c), height, width, fov_deg))
+    return cams
