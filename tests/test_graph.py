@@ -22,9 +22,12 @@ from graphnerf.fields import (
     triplane_features,
 )
 from graphnerf.graph import (
+    DEFAULT_PROBE_VERTICES,
     X_COLUMNS,
+    AddProbeVertices,
     EdgeType,
     GraphError,
+    HashedLevelsViaProbes,
     NodeType,
     SequentialSpec,
     from_graph,
@@ -89,8 +92,11 @@ def hash_table_sizes(spec: HashGridSpec) -> list[int]:
     return sizes
 
 
-def expected_counts(spec) -> tuple[dict[NodeType, int], dict[EdgeType, int]]:
-    """Node and edge counts by type, from the spec's hyperparameters alone."""
+def expected_counts(
+    spec, probes: int | None = None
+) -> tuple[dict[NodeType, int], dict[EdgeType, int]]:
+    """Node and edge counts by type, from the spec's hyperparameters alone (``probes``: the
+    probe-vertex lattice size, None: to_graph's default for the family)."""
     w = mlp_widths(spec)
     n_weights = sum(a * b for a, b in zip(w[:-1], w[1:], strict=True))
     nodes = {
@@ -117,6 +123,10 @@ def expected_counts(spec) -> tuple[dict[NodeType, int], dict[EdgeType, int]]:
         nodes[NodeType.PAD_INPUT] = w[0] - lf
         nodes[NodeType.HASH_ENTRY] = n_entries
         edges[EdgeType.HASH] = n_entries * spec.n_features_per_level
+        n = DEFAULT_PROBE_VERTICES["hash"] if probes is None else probes
+        if n:  # n^3 probe vertices, each joined to the L * F grid-feature nodes
+            nodes[NodeType.PROBE_VERTEX] = n**3
+            edges[EdgeType.PROBE] = n**3 * lf
     return {t: n for t, n in nodes.items() if n}, edges
 
 
@@ -160,15 +170,20 @@ def test_zoo_counts_match_closed_form(name: str) -> None:
     want_nodes, want_edges = expected_counts(spec)
     assert counts_by_type(g) == (want_nodes, want_edges)
     assert g.num_nodes == sum(want_nodes.values())
-    assert g.edge_index.shape[1] == sum(want_edges.values()) == spec.n_params
+    assert g.edge_index.shape[1] == sum(want_edges.values())
+    assert sum(n for t, n in want_edges.items() if t != EdgeType.PROBE) == spec.n_params
 
 
 def test_default_hash_counts_by_hand() -> None:
     # base 16, max 128, 4 levels: b = 2, res 16, 32, 64, 128; 16^3 = 4096 = 2^12 (dense), the rest
     # hashed into 4096 entries. MLP 16 -> 64 -> 64 -> 64 -> 16.
-    g = to_graph(build_field("hash"))
+    g = to_graph(build_field("hash"), probe_vertices=0)
     assert g.num_nodes == (16 + 3 * 64 + 16) + 4 * 4096
     assert g.edge_index.shape[1] == (16 * 64 + 2 * 64 * 64 + 64 * 16) + 4 * 4096 * 2
+    # an 8^3 lattice of probe vertices, each with one edge per (level, feature)
+    p = to_graph(build_field("hash"), probe_vertices=8)
+    assert p.num_nodes == g.num_nodes + 512
+    assert p.edge_index.shape[1] == g.edge_index.shape[1] + 512 * 4 * 2
 
 
 # ------------------------------------------------------------------------------ round trips
@@ -219,8 +234,9 @@ def hash_specs(draw) -> HashGridSpec:
 @given(spec=st.one_of(mlp_specs, tri_specs, hash_specs()), seed=st.integers(0, 1000))
 def test_random_specs_round_trip_and_counts(spec, seed: int) -> None:
     field = build_field(spec, seed=seed)
-    g = to_graph(field)
-    assert counts_by_type(g) == expected_counts(spec)
+    probes = 1 + seed % 4 if isinstance(spec, HashGridSpec) else None
+    g = to_graph(field, probe_vertices=probes)
+    assert counts_by_type(g) == expected_counts(spec, probes)
     back = from_graph(g)
     assert same_state(field, back)
     assert same_outputs(field, back, points(128, seed))
@@ -519,6 +535,127 @@ def test_padded_output_weights_have_their_own_type(name: str) -> None:
     unknown.edge_type[0] = len(EdgeType) + 3
     with pytest.raises(GraphError, match="edge types up to"):
         from_graph(unknown)
+
+
+# ------------------------------------------------------------------------------ probe vertices
+def same_graph(g: Data, h: Data) -> bool:
+    keys = ("node_type", "node_layer", "node_order", "node_level", "node_pos", "x", "edge_index")
+    return g.num_nodes == h.num_nodes and all(
+        torch.equal(getattr(g, k), getattr(h, k)) for k in (*keys, "edge_attr", "edge_type")
+    )
+
+
+@pytest.mark.parametrize("name", ["hash", "hash_11_table_size"])
+def test_probe_vertices_are_derived_structure(name: str) -> None:
+    spec = ZOO[name]
+    field = build_field(spec, seed=4)
+    g0 = to_graph(field, probe_vertices=0)
+    g = to_graph(field, probe_vertices=6)
+    assert counts_by_type(g) == expected_counts(spec, 6)
+    # the parameter graph comes first, unchanged; probes are appended
+    n, e = g0.num_nodes, g0.edge_index.shape[1]
+    for k in ("node_type", "node_layer", "node_order", "node_level", "node_pos", "x"):
+        assert torch.equal(getattr(g, k)[:n], getattr(g0, k))
+    for k in ("edge_index", "edge_attr", "edge_type"):
+        assert torch.equal(
+            getattr(g, k)[..., :e] if k == "edge_index" else getattr(g, k)[:e], getattr(g0, k)
+        )
+    # from_graph ignores them: bit-identical with or without
+    assert same_state(field, from_graph(g)) and same_state(field, from_graph(g0))
+    # the lattice: cell centres ((i, j, k) + 0.5) / 6, x fastest, inside the box
+    probe = (g.node_type == NodeType.PROBE_VERTEX).nonzero().flatten()
+    assert probe.tolist() == list(range(n, n + 216))
+    c = (torch.arange(6) + 0.5) / 6
+    assert torch.equal(g.node_pos[probe[1 + 6 * 2 + 36 * 5]], torch.stack([c[1], c[2], c[5]]))
+    assert bool((g.x[probe, X_COLUMNS.index("has_pos")] == 1).all())
+    assert bool((g.x[probe] >= -1).all() and (g.x[probe] <= 1).all())
+    # each probe -> grid feature (l, f) edge carries the feature the field reads there
+    m = g.edge_type == EdgeType.PROBE
+    src, dst = g.edge_index[:, m]
+    assert bool((g.node_type[dst] == NodeType.GRID_FEATURE).all())
+    feats = field.features(g.node_pos[src])  # [P * L * F, L * F]
+    read = feats.gather(1, g.node_order[dst][:, None])[:, 0]
+    assert torch.equal(g.edge_attr[m, 0], read)
+    # ...which a hashed level's HASH edges could not say: make one hashed entry stand out
+    lv = int(np.flatnonzero(~spec.level_is_dense)[0])
+    with torch.no_grad():
+        field.table.zero_()
+    pts = g.node_pos[probe]
+    idx = hash_entry_read_at(spec, pts[7:8], lv)  # the 8 entries probe 7 reads on that level
+    with torch.no_grad():
+        field.table[int(spec.level_offsets[lv]) + idx, 0] = 1.0
+    h = to_graph(field, probe_vertices=6)
+    m_lv = m & (g.node_order[g.edge_index[1]] == lv * spec.n_features_per_level)
+    lit = g.edge_index[0, m_lv][h.edge_attr[m_lv, 0] > 0] - n
+    assert 7 in lit.tolist()  # partition of unity: the 8 weights sum to 1 at probe 7
+    v7 = h.edge_attr[m_lv, 0][g.edge_index[0, m_lv] - n == 7]
+    torch.testing.assert_close(v7, torch.ones(1), rtol=0, atol=1e-6)
+
+
+def hash_entry_read_at(spec: HashGridSpec, p: torch.Tensor, level: int) -> torch.Tensor:
+    """The 8 table indices (within the level) that tcnn reads at AABB-normalised point ``p``."""
+    from graphnerf.fields import hash_grid_indices
+
+    scale = float(spec.level_scales[level])
+    pos = p.double() * scale + 0.5
+    corners = pos.floor().long()[:, None, :] + torch.tensor(
+        [[(c >> d) & 1 for d in range(3)] for c in range(8)]
+    )
+    return (
+        hash_grid_indices(
+            corners[:, :, None, :],
+            torch.tensor([int(spec.level_resolutions[level])]),
+            torch.tensor([int(spec.level_table_sizes[level])]),
+            torch.tensor([bool(spec.level_is_dense[level])]),
+        )
+        .reshape(-1)
+        .unique()
+    )
+
+
+def test_probe_transforms_match_to_graph_and_encoder_view() -> None:
+    field = build_field("hash", seed=9)
+    g0, g = to_graph(field, probe_vertices=0), to_graph(field, probe_vertices=5)
+    added = AddProbeVertices(5)(g0)
+    assert same_graph(added, g)
+    assert g0.num_nodes == g.num_nodes - 125 and g0.x.shape[0] == g0.num_nodes  # input untouched
+    with pytest.raises(GraphError, match="already has probe vertices"):
+        AddProbeVertices(5)(g)
+    mlp = to_graph(build_field("mlp_32_width", seed=0))
+    assert AddProbeVertices(5)(mlp) is not None and same_graph(AddProbeVertices(5)(mlp), mlp)
+    with pytest.raises(GraphError, match="probe vertices tie a hash grid"):
+        to_graph(build_field("mlp_32_width"), probe_vertices=4)
+    with pytest.raises(GraphError, match="lattice size"):
+        to_graph(field, probe_vertices=-2)
+    # encoder view: hashed levels (1..3 of hash) are seen through the probes only
+    view = HashedLevelsViaProbes()(g)
+    spec = field.spec
+    nodes, edges = counts_by_type(view)
+    assert nodes[NodeType.HASH_ENTRY] == 4096 and edges[EdgeType.HASH] == 4096 * 2
+    assert nodes[NodeType.PROBE_VERTEX] == 125 and edges[EdgeType.PROBE] == 125 * 8
+    assert view.num_nodes == g.num_nodes - 3 * 4096
+    deg = torch.bincount(view.edge_index.reshape(-1), minlength=view.num_nodes)
+    assert int(deg.min()) >= 1 and int(view.edge_index.max()) == view.num_nodes - 1
+    # the kept edges keep their endpoints' attributes and values
+    keep = g.edge_type != EdgeType.HASH
+    keep |= (g.edge_type == EdgeType.HASH) & (g.node_level[g.edge_index[0]] == 0)
+    assert torch.equal(view.edge_attr, g.edge_attr[keep])
+    for k in ("node_type", "node_order", "x"):
+        assert torch.equal(getattr(view, k)[view.edge_index], getattr(g, k)[g.edge_index[:, keep]])
+    with pytest.raises(GraphError, match="does not match the spec"):
+        from_graph(view)
+    with pytest.raises(GraphError, match="needs probe vertices"):
+        HashedLevelsViaProbes()(g0)
+    all_hashed = HashedLevelsViaProbes()(
+        to_graph(build_field("hash_11_table_size"), probe_vertices=2)
+    )
+    assert NodeType.HASH_ENTRY not in counts_by_type(all_hashed)[0]
+    assert spec.level_is_dense.tolist() == [True, False, False, False]
+    # batches of probed graphs collate, and each rebuilds exactly
+    batch = Batch.from_data_list(
+        [g, to_graph(build_field("hash_8_levels", seed=1), probe_vertices=3)]
+    )
+    assert same_state(field, from_graph(batch.to_data_list()[0]))
 
 
 # ------------------------------------------------------------------------------ batching

@@ -131,6 +131,31 @@ def test_cache_hit_then_invalidated_by_rewrite(zoo, tmp_path: Path, monkeypatch)
     assert len(calls) == 10
 
 
+def test_probe_vertices_setting_is_part_of_the_cache_key(zoo, tmp_path: Path, monkeypatch) -> None:
+    root, _ = zoo
+    cache = tmp_path / "cache"
+    calls: list[str] = []
+    real = dataset_module.to_graph
+
+    def counting(nerf, *a, **k):
+        calls.append(nerf.spec.family)
+        return real(nerf, *a, **k)
+
+    monkeypatch.setattr(dataset_module, "to_graph", counting)
+    plain = GraphZooDataset(root, arch="hash_11_table_size", cache_dir=cache, probe_vertices=0)
+    probed = GraphZooDataset(root, arch="hash_11_table_size", cache_dir=cache, probe_vertices=4)
+    a = [plain[i] for i in range(len(plain))]
+    b = [probed[i] for i in range(len(probed))]  # other setting: converted again, not served
+    assert len(calls) == 6
+    for g, h in zip(a, b, strict=True):
+        n_levels, n_feat = g.spec.n_levels, g.spec.n_features_per_level
+        assert h.num_nodes == g.num_nodes + 4**3
+        assert h.edge_index.shape[1] == g.edge_index.shape[1] + 4**3 * n_levels * n_feat
+        assert torch.equal(h.edge_attr[: g.edge_attr.shape[0]], g.edge_attr)
+    _ = [probed[i] for i in range(len(probed))]  # now cached under the probed setting
+    assert len(calls) == 6
+
+
 def test_corrupt_cache_entry_is_rebuilt_and_bad_manifest_rejected(zoo, tmp_path: Path) -> None:
     root, _ = zoo
     cache = tmp_path / "cache"

@@ -5,8 +5,9 @@ The schema (node and edge types, attribute names, ``x`` columns) is documented i
 :func:`save_graph` / :func:`load_graph` store graphs, :class:`GraphZooDataset` serves a zoo folder.
 """
 
-from .convert import from_graph, spec_from_json, to_graph
+from .convert import DEFAULT_PROBE_VERTICES, from_graph, spec_from_json, to_graph
 from .dataset import GraphZooDataset, read_manifest
+from .probes import AddProbeVertices, HashedLevelsViaProbes, probe_points
 from .schema import (
     SCHEMA_VERSION,
     X_COLUMNS,
@@ -18,6 +19,10 @@ from .sequential import SequentialSpec
 from .serialize import graph_bytes, graph_summary, load_graph, save_graph
 
 __all__ = [
+    "DEFAULT_PROBE_VERTICES",
+    "AddProbeVertices",
+    "HashedLevelsViaProbes",
+    "probe_points",
     "SCHEMA_VERSION",
     "X_COLUMNS",
     "EdgeType",

@@ -25,6 +25,7 @@ from . import builder
 from .builder import assemble
 from .hashgrid import hash_field_blocks, hash_field_from_view
 from .mlp import mlp_field_blocks, mlp_field_from_view
+from .probes import probe_blocks
 from .rebuild import GraphView
 from .schema import GraphError
 from .sequential import SequentialSpec, sequential_blocks, sequential_from_view
@@ -115,7 +116,18 @@ def _check_finite(named: Any) -> None:
             raise GraphError(f"parameter {name!r} holds {n} non-finite value(s) (NaN/inf)")
 
 
-def to_graph(nerf: Any, spec: FieldSpec | str | None = None) -> Data:
+#: probe-vertex lattice size per family when ``to_graph`` is called with ``probe_vertices=None``
+DEFAULT_PROBE_VERTICES: dict[str, int] = {"hash": 0}
+
+
+def default_probe_vertices(spec: Any) -> int:
+    """The lattice size ``to_graph(..., probe_vertices=None)`` uses for this spec (0: none)."""
+    return DEFAULT_PROBE_VERTICES.get(getattr(spec, "family", ""), 0)
+
+
+def to_graph(
+    nerf: Any, spec: FieldSpec | str | None = None, *, probe_vertices: int | None = None
+) -> Data:
     """The parameter graph of a NeRF (schema: :mod:`graphnerf.graph.schema`).
 
     Args:
@@ -128,12 +140,17 @@ def to_graph(nerf: Any, spec: FieldSpec | str | None = None) -> Data:
             is importable (read through its ``state_dict``, i.e. the same flat parameters).
         spec: the architecture of tcnn parameters (a FieldSpec or zoo name; None infers the zoo
             spec from the sizes). For a field it must equal ``field.spec`` if given.
+        probe_vertices: hash grids only: append ``n^3`` probe vertices on an ``n x n x n``
+            lattice, each joined to every grid-feature node by a ``PROBE`` edge carrying the
+            feature the field reads there (derived structure, ignored by ``from_graph``; see
+            :mod:`graphnerf.graph.probes`). 0: none; None: :data:`DEFAULT_PROBE_VERTICES`.
     Returns:
         a CPU ``Data`` with ``edge_index, edge_attr, edge_type, node_type, node_layer,
         node_order, node_level, node_pos, x, spec, num_nodes``. Parameters are copied as
         float32 (``edge_attr`` is float32 by contract).
     Raises:
-        GraphError: unsupported input type or module, non-finite parameters.
+        GraphError: unsupported input type or module, non-finite parameters, probe vertices
+            asked of a field that has no hash grid.
         graphnerf.io.CheckpointError: unreadable or mismatching checkpoint.
     """
     obj = _as_field_or_modules(nerf, spec)
@@ -147,6 +164,15 @@ def to_graph(nerf: Any, spec: FieldSpec | str | None = None) -> Data:
             gspec: GraphSpec = obj.spec
         else:
             gspec, nodes, edges = sequential_blocks(obj)
+        n_probe = default_probe_vertices(gspec) if probe_vertices is None else probe_vertices
+        if n_probe:
+            if not isinstance(obj, HashGridField):
+                raise GraphError(
+                    f"probe_vertices={n_probe}: probe vertices tie a hash grid to space; a "
+                    f"{getattr(gspec, 'family', type(obj).__name__)!r} graph has none"
+                )
+            pn, pe = probe_blocks(obj, n_probe, node_start=sum(b.n for b in nodes), feat_start=0)
+            nodes, edges = [*nodes, pn], [*edges, pe]
         tensors = assemble(nodes, edges)
     return Data(**tensors, spec=gspec, num_nodes=int(tensors["node_type"].numel()))
 

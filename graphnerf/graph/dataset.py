@@ -14,7 +14,8 @@ Each item is ``to_graph(load_any(file))`` with the manifest fields attached:
 Optional cache (``cache_dir``): one ``.pt`` per NeRF holding the graph as plain tensors + spec JSON
 (:func:`graph_to_dict`, read back with ``torch.load(weights_only=True)``) and the NeRF file's
 size, ``mtime_ns`` and inode; a cached graph whose NeRF file has changed since (rewritten in
-place or replaced by a rename, as ``save_field`` does) is rebuilt. Cache files
+place or replaced by a rename, as ``save_field`` does), that was written under another
+``SCHEMA_VERSION``, or with other probe-vertex settings, is rebuilt. Cache files
 are written atomically (temporary file + ``os.replace``), so concurrent DataLoader workers and
 interrupted runs never leave a torn file. The manifest fields are attached after loading, so the
 cache does not depend on them.
@@ -23,6 +24,7 @@ cache does not depend on them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -33,7 +35,7 @@ import torch
 from torch_geometric.data import Data, Dataset
 
 from ..fields import ZOO
-from .convert import to_graph
+from .convert import DEFAULT_PROBE_VERTICES, to_graph
 from .schema import SCHEMA_VERSION
 from .serialize import atomic_torch_save, graph_from_dict, graph_to_dict
 
@@ -63,6 +65,8 @@ class GraphZooDataset(Dataset):
         arch: keep only these architectures (zoo names); None keeps all.
         transform: PyG transform applied to each graph on access (not cached).
         cache_dir: folder for converted graphs (created if missing); None disables caching.
+        probe_vertices: passed to :func:`~graphnerf.graph.to_graph` (None: its per-family
+            default); part of the cache key.
     """
 
     def __init__(
@@ -72,7 +76,9 @@ class GraphZooDataset(Dataset):
         arch: str | Sequence[str] | None = None,
         transform: Callable[[Data], Data] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        probe_vertices: int | None = None,
     ) -> None:
+        self.probe_vertices = probe_vertices
         self.zoo_root = Path(root)
         records = read_manifest(self.zoo_root)
         self.classes: list[str] = sorted({str(r["class"]) for r in records})
@@ -152,17 +158,22 @@ class GraphZooDataset(Dataset):
                 isinstance(d, dict)
                 and d.get("source") == stamp
                 and d.get("schema_version") == SCHEMA_VERSION
+                and d.get("probes") == self._probe_key()
             ):
                 return graph_from_dict(d, str(cpath))
         g = self._convert(path, rec)
         d = graph_to_dict(g)
         d["source"] = stamp
+        d["probes"] = self._probe_key()
         atomic_torch_save(d, cpath)
         return g
 
-    @staticmethod
-    def _convert(path: Path, rec: dict[str, Any]) -> Data:
+    def _probe_key(self) -> str:
+        """What decides the probe vertices of a converted graph (the request and the defaults)."""
+        return json.dumps([self.probe_vertices, DEFAULT_PROBE_VERTICES], sort_keys=True)
+
+    def _convert(self, path: Path, rec: dict[str, Any]) -> Data:
         from ..io import load_any  # lazy, like to_graph's checkpoint path
 
         spec = rec["arch"] if path.suffix.lower() != ".safetensors" and rec["arch"] in ZOO else None
-        return to_graph(load_any(path, spec))
+        return to_graph(load_any(path, spec), probe_vertices=self.probe_vertices)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from ..fields import ZOO, FieldSpec, HashGridSpec, build_field
-from ..graph import to_graph
+from ..graph import HashedLevelsViaProbes, to_graph
 from ..graph.serialize import graph_bytes
 from .report import environment, write_json
 
@@ -49,6 +49,7 @@ INSTANT_NGP = HashGridSpec(
     max_resolution=2048,
     n_neurons=64,
 )
+PROBE_LATTICE = 8  # the probe-vertex row: an 8^3 lattice
 GOAL_SECONDS = 1.0
 GOAL_MEMORY_RATIO = 2.0
 
@@ -74,15 +75,19 @@ def _peak_bytes(exact: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(spec: FieldSpec, runs: int = 5) -> dict[str, Any]:
-    """Measure one spec in this process (call it in a fresh process for the memory figure)."""
+def measure(spec: FieldSpec, runs: int = 5, probe_vertices: int = 0) -> dict[str, Any]:
+    """Measure one spec in this process (call it in a fresh process for the memory figure).
+
+    With ``probe_vertices`` (hash grids), ``to_graph`` appends that lattice of probe vertices,
+    and the row also reports the encoder view :class:`~graphnerf.graph.HashedLevelsViaProbes`
+    (nodes, edges, bytes, seconds)."""
     field = build_field(spec, seed=0)
     to_graph(build_field("mlp_32_width", seed=0))  # warm torch up on a tiny graph
     gc.collect()
     exact = _reset_peak()
     rss0 = _rss_bytes()
     t = time.perf_counter()
-    g = to_graph(field)
+    g = to_graph(field, probe_vertices=probe_vertices)
     first = time.perf_counter() - t
     peak_extra = _peak_bytes(exact) - rss0
     nbytes = graph_bytes(g)
@@ -91,7 +96,7 @@ def measure(spec: FieldSpec, runs: int = 5) -> dict[str, Any]:
         del g
         gc.collect()
         t = time.perf_counter()
-        g = to_graph(field)
+        g = to_graph(field, probe_vertices=probe_vertices)
         times.append(time.perf_counter() - t)
     tensors = [v for _, v in g.items() if isinstance(v, torch.Tensor)]
     for _ in range(runs):
@@ -101,8 +106,20 @@ def measure(spec: FieldSpec, runs: int = 5) -> dict[str, Any]:
         del copy
         gc.collect()
     med, clone = statistics.median(times), statistics.median(clones)
+    view: dict[str, Any] = {}
+    if probe_vertices:
+        t = time.perf_counter()
+        v = HashedLevelsViaProbes()(g)
+        view = {
+            "view_s": time.perf_counter() - t,
+            "view_nodes": int(v.num_nodes),
+            "view_edges": int(v.edge_index.shape[1]),
+            "view_bytes": graph_bytes(v),
+        }
     return {
         "spec": spec.to_json(),
+        "probe_vertices": probe_vertices,
+        **view,
         "nodes": int(g.num_nodes),
         "edges": int(g.edge_index.shape[1]),
         "graph_bytes": nbytes,
@@ -116,8 +133,9 @@ def measure(spec: FieldSpec, runs: int = 5) -> dict[str, Any]:
     }
 
 
-def _child(spec_json: str, runs: int) -> dict[str, Any]:
+def _child(spec_json: str, runs: int, probe_vertices: int = 0) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "graphnerf.perf.graph", "--child", spec_json, "--runs", str(runs)]
+    cmd += ["--probe-vertices", str(probe_vertices)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -127,15 +145,24 @@ def bench_graph(
     runs: int = 5,
     instant_ngp: bool = True,
     ngp_runs: int = 3,
+    probe_vertices: int = PROBE_LATTICE,
 ) -> dict[str, Any]:
-    """Run every spec in its own subprocess and collect the rows."""
+    """Run every spec in its own subprocess and collect the rows (``probe_vertices``: also
+    Instant-NGP with that lattice of probe vertices and its encoder view; 0: skip)."""
     rows = []
-    todo: list[tuple[str, FieldSpec, int]] = [(n, ZOO[n], runs) for n in (archs or list(ZOO))]
+    todo: list[tuple[str, FieldSpec, int, int]] = [
+        (n, ZOO[n], runs, 0) for n in (archs or list(ZOO))
+    ]
     if instant_ngp:
-        todo.append(("instant_ngp", INSTANT_NGP, ngp_runs))
-    for name, spec, n in todo:
-        rows.append({"arch": name, **_child(spec.to_json(), n)})
+        todo.append(("instant_ngp", INSTANT_NGP, ngp_runs, 0))
+        if probe_vertices:
+            todo.append(
+                (f"instant_ngp+probes{probe_vertices}", INSTANT_NGP, ngp_runs, probe_vertices)
+            )
+    for name, spec, n, pv in todo:
+        rows.append({"arch": name, **_child(spec.to_json(), n, pv)})
     ngp = next((r for r in rows if r["arch"] == "instant_ngp"), None)
+    ngp_probes = next((r for r in rows if r["arch"].startswith("instant_ngp+")), None)
     return {
         **environment(),
         "runs": runs,
@@ -146,6 +173,12 @@ def bench_graph(
             "met": None
             if ngp is None
             else bool(ngp["median_s"] <= GOAL_SECONDS and ngp["memory_ratio"] <= GOAL_MEMORY_RATIO),
+            "met_with_probes": None
+            if ngp_probes is None
+            else bool(
+                ngp_probes["median_s"] <= GOAL_SECONDS
+                and ngp_probes["memory_ratio"] <= GOAL_MEMORY_RATIO
+            ),
         },
     }
 
@@ -167,13 +200,27 @@ def format_table(res: dict[str, Any]) -> str:
             f"{r['time_vs_clone']:.2f} | {r['peak_extra_bytes'] / 1e6:.2f}{mark} | "
             f"{r['memory_ratio']:.2f} |"
         )
+    for r in res["rows"]:
+        if r.get("view_edges") is not None:
+            lines += [
+                "",
+                f"{r['arch']}, encoder view (HashedLevelsViaProbes: hashed levels through the "
+                f"{r['probe_vertices']}^3 probe vertices only): {r['view_nodes']:,} nodes, "
+                f"{r['view_edges']:,} edges, {r['view_bytes'] / 1e6:.2f} MB, "
+                f"{r['view_s'] * 1e3:.0f} ms",
+            ]
     goal = res["goal"]
     if goal["met"] is not None:
         lines += [
             "",
             f"Instant-NGP goal (<= {goal['instant_ngp_seconds']} s median, peak extra "
             f"<= {goal['instant_ngp_memory_ratio']}x graph bytes): "
-            f"{'met' if goal['met'] else 'NOT met'}",
+            f"{'met' if goal['met'] else 'NOT met'}"
+            + (
+                ""
+                if goal.get("met_with_probes") is None
+                else f"; with probe vertices: {'met' if goal['met_with_probes'] else 'NOT met'}"
+            ),
         ]
     return "\n".join(lines)
 
@@ -187,12 +234,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ngp-runs", type=int, default=3, help="timed calls for Instant-NGP")
     p.add_argument("--archs", nargs="*", default=None, help="zoo names (default: all 13)")
     p.add_argument("--no-instant-ngp", action="store_true", help="skip the Instant-NGP spec")
+    p.add_argument(
+        "--probe-vertices",
+        type=int,
+        default=PROBE_LATTICE,
+        help="also time Instant-NGP with this n^3 lattice of probe vertices (0: skip)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(measure(FieldSpec.from_json(args.child), args.runs)))
+        spec = FieldSpec.from_json(args.child)
+        print(json.dumps(measure(spec, args.runs, args.probe_vertices)))
         return 0
-    res = bench_graph(args.archs, args.runs, not args.no_instant_ngp, args.ngp_runs)
+    res = bench_graph(
+        args.archs, args.runs, not args.no_instant_ngp, args.ngp_runs, args.probe_vertices
+    )
     print(format_table(res))
     if args.out:
         write_json(res, args.out)
