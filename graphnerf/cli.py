@@ -114,7 +114,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".graph.pt")
     check_output(out, (".pt",), "a graph")
     field = load_any(args.file, allow_nonfinite=args.allow_nonfinite)
-    g = to_graph(field)
+    g = to_graph(field, probe_vertices=args.probe_vertices)
     print(graph_summary(g))
     save_graph(g, out)
     print(f"wrote {out}")
@@ -282,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="convert a NeRF file to its parameter graph")
     add_file(g)
     g.add_argument("--out", help="output .pt (default: FILE with suffix .graph.pt)")
+    g.add_argument(
+        "--probe-vertices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hash grids: add an N^3 lattice of probe vertices (0: none; default: the family's)",
+    )
     g.set_defaults(func=_cmd_graph)
 
     sc = sub.add_parser(
