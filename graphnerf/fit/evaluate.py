@@ -34,7 +34,10 @@ from ..render import (
 from ..render.volume import FieldFn
 from .distill import SceneFn, alpha, grid_centres, query_scene, scene_occupancy, standard_step
 
-__all__ = ["evaluate", "object_sphere", "occupancy_iou", "render_views"]
+__all__ = ["FRAME_RES", "evaluate", "object_sphere", "occupancy_iou", "render_views"]
+
+#: Least cells per axis of the grid on which the object is located to frame it.
+FRAME_RES = 48
 
 
 def _iou(a: Tensor, b: Tensor) -> float:
@@ -51,6 +54,11 @@ def _grid_occupancy(
     occ_field = alpha(query_scene(field, x)[0], step) > 0.5
     occ_scene = scene_occupancy(scene, x, step)
     return x, occ_field, occ_scene
+
+
+def _grid_occupancy_scene(aabb: Tensor, scene: SceneFn, res: int) -> tuple[Tensor, Tensor]:
+    x = grid_centres(aabb, res).to(aabb.device)
+    return x, scene_occupancy(scene, x, standard_step(aabb))
 
 
 def occupancy_iou(field: RadianceField, scene: SceneFn, res: int = 64) -> float:
@@ -116,7 +124,8 @@ def evaluate(
         scene: ``x -> (sigma, rgb)`` (optionally with ``occupancy``), e.g. the distilled scene.
         size: image height = width in pixels.
         n_samples: samples per ray (both renders).
-        iou_res: cells per axis of the IoU grid (also locates the object for the cameras).
+        iou_res: cells per axis of the IoU grid (also locates the object for the cameras, when
+            it has at least :data:`FRAME_RES` cells per axis; else a grid of that many does).
         background: background colour of both renders.
     Returns:
         ``{"psnr", "psnr_fg", "coverage": means over the 4 views, "psnr_views",
@@ -127,10 +136,12 @@ def evaluate(
     field.eval()
     try:
         x, occ_field, occ_scene = _grid_occupancy(field, scene, iou_res)
-        centre, radius = object_sphere(x, occ_scene, field.aabb)
-        points = (
-            _corners(x[occ_scene.to(x.device)].cpu(), x, field.aabb) if occ_scene.any() else None
-        )
+        if iou_res < FRAME_RES:  # too coarse to find thin objects: a grid of its own
+            x, occ = _grid_occupancy_scene(field.aabb, scene, FRAME_RES)
+        else:
+            occ = occ_scene
+        centre, radius = object_sphere(x, occ, field.aabb)
+        points = _corners(x[occ.to(x.device)].cpu(), x, field.aabb) if occ.any() else None
         cams = eval_cameras(size, size, center=centre, radius=radius, points=points)
         pred, op_pred = render_views(field, cams, field.aabb, n_samples, background)
         target, op_target = render_views(scene, cams, field.aabb, n_samples, background)
