@@ -101,7 +101,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     eye = spherical_to_cartesian(args.radius, args.azimuth, args.elevation)
     cam = Camera.from_fov(look_at(eye), args.size, args.size, args.fov)
     with torch.no_grad():
-        img = render_image(field, cam, n_samples=args.samples, background=args.background)
+        img = render_image(
+            field,
+            cam,
+            n_samples=args.samples,
+            background=args.background,
+            occupancy=not args.no_skip,
+            progress=True,
+        )
     out = save_image(img, args.out)
     print(f"wrote {out} ({args.size}x{args.size}, {args.samples} samples per ray)")
     return 0
@@ -277,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--radius", type=float, default=2.2, help="camera distance (world units)")
     r.add_argument("--fov", type=float, default=40.0, help="vertical field of view (degrees)")
     r.add_argument("--background", type=float, default=1.0, help="background grey level")
+    r.add_argument(
+        "--no-skip",
+        action="store_true",
+        help="evaluate every sample (the plain renderer) instead of skipping empty space "
+        "with an occupancy grid of the field (same image, several times slower)",
+    )
     r.set_defaults(func=_cmd_render)
 
     g = sub.add_parser("graph", help="convert a NeRF file to its parameter graph")
