@@ -1,0 +1,134 @@
+"""Probe suite: do the encoders read where values sit in space? (issue 13)
+
+``python scripts/bench.py probes [--tasks ...] [--models gmn sane deepsets] [--steps 1000]
+[--seeds 0] [--out FILE]``
+
+For every task of :mod:`graphnerf.probes.tasks` (64 training and 32 held-out fields) and every
+model, trains the encoder + a linear head with Adam on batches of 16 (:func:`run_probe`) and
+prints a table of held-out R^2 (train R^2 in brackets), averaged over the seeds, with the steps,
+learning rates, threads and CPU seconds. Models (each at its default configuration):
+
+* ``gmn`` — :class:`~graphnerf.models.GMNEncoder` on the default ``to_graph`` graphs;
+* ``sane`` — :class:`~graphnerf.models.sane.SANEAutoencoder` ``.embed`` on the default tokens
+  (:mod:`graphnerf.probes.sane`);
+* ``deepsets`` — the DeepSets baseline over the edges' (value, Fourier(node_pos))
+  (:mod:`graphnerf.probes.deepsets`).
+
+Run with one thread on a shared machine (``OMP_NUM_THREADS=1``; the suite sets
+``torch.set_num_threads(--threads)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..probes.runner import ProbeModel, run_probe
+from ..probes.tasks import TASKS, make_task
+from .report import environment, write_json
+
+__all__ = ["MODELS", "LEARNING_RATES", "main", "make_model"]
+
+MODELS: tuple[str, ...] = ("gmn", "sane", "deepsets")
+#: Adam learning rate of each model in the probes
+LEARNING_RATES: dict[str, float] = {"gmn": 1e-3, "sane": 1e-3, "deepsets": 1e-3}
+
+
+def make_model(name: str) -> ProbeModel:
+    """A fresh model of the suite by name (default configuration)."""
+    if name == "gmn":
+        from ..probes.gmn import GMNProbe
+
+        return GMNProbe()
+    if name == "sane":
+        from ..probes.sane import SANEProbe
+
+        return SANEProbe()
+    if name == "deepsets":
+        from ..probes.deepsets import DeepSetsProbe
+
+        return DeepSetsProbe()
+    raise ValueError(f"unknown probe model {name!r}; expected one of {MODELS}")
+
+
+def run_suite(
+    tasks: tuple[str, ...],
+    models: tuple[str, ...],
+    steps: int,
+    seeds: tuple[int, ...],
+    n_train: int = 64,
+    n_val: int = 32,
+    log: Callable[[str], None] | None = print,
+) -> list[dict[str, Any]]:
+    """Every (task, model, seed) once; one result dict each (:class:`ProbeResult` fields)."""
+    rows = []
+    for task_name in tasks:
+        for seed in seeds:
+            task = make_task(task_name, n_train, n_val, seed=seed)
+            for model in models:
+                torch.manual_seed(seed)
+                m = make_model(model)
+                r = run_probe(task, m, model, steps=steps, lr=LEARNING_RATES[model], seed=seed)
+                rows.append(r.to_dict())
+                if log is not None:
+                    log(
+                        f"{task_name:12s} {model:9s} seed {seed}: held-out R^2 {r.r2_val:6.3f} "
+                        f"(train {r.r2_train:6.3f}) {r.seconds:6.1f} s"
+                    )
+    return rows
+
+
+def table(rows: list[dict[str, Any]], tasks: tuple[str, ...], models: tuple[str, ...]) -> str:
+    """Markdown table task x model of the mean held-out R^2 (train R^2 in brackets)."""
+    lines = ["| task | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+    for t in tasks:
+        cells = []
+        for m in models:
+            rs = [r for r in rows if r["task"] == t and r["model"] == m]
+            if not rs:
+                cells.append("-")
+                continue
+            val = statistics.mean(r["r2_val"] for r in rs)
+            tr = statistics.mean(r["r2_train"] for r in rs)
+            cells.append(f"{val:.3f} ({tr:.3f})")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.py probes", description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="bench_results/probes.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    tasks, models = tuple(a.tasks), tuple(a.models)
+    t0 = time.process_time()
+    rows = run_suite(tasks, models, a.steps, tuple(a.seeds))
+    tab = table(rows, tasks, models)
+    print(f"\nheld-out R^2 (train R^2), {a.steps} Adam steps, batch 16, seeds {a.seeds}")
+    print(tab)
+    result = {
+        "suite": "probes",
+        "steps": a.steps,
+        "seeds": a.seeds,
+        "learning_rates": {m: LEARNING_RATES[m] for m in models},
+        "environment": environment(),
+        "cpu_seconds": time.process_time() - t0,
+        "table": tab,
+        "rows": rows,
+    }
+    write_json(result, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
