@@ -4,19 +4,22 @@
    re-import it in the tiny-cuda-nn flat layout, convert it to its parameter graph and back, and
    check on random points that every round trip is bit-identical.
 2. **Scenes** — a contact sheet of the procedural shape classes.
-3. **Mini-zoo** — fit real NeRFs (``configs/data/demo.yaml``: 3 classes x 2 rotations x the 3
-   training architectures, batched distillation), evaluate each on 4 held-out views, and render
-   scene vs fitted NeRFs side by side.
+3. **Mini-zoo** — fit real NeRFs (``configs/data/demo.yaml``: a procedural chair and the packaged
+   duck mesh x 2 rotations x the 3 training architectures, batched distillation), evaluate each on
+   held-out views, and render scene vs fitted NeRFs side by side, each row labelled with its
+   rotation (angle and axis).
 4. **Encoders** — the zoo as parameter graphs through the GMN and as token sequences through the
    SANE autoencoder (untrained: this shows they run on real zoo NeRFs and how fast, not what they
    learn), with a SigLIP loss across architectures.
 
-Everything goes under ``out_dir``; ``summary.json`` holds every number printed.
+Everything goes under ``out_dir``; ``summary.json`` holds every number printed, and the total
+wall time, process CPU time and the load average at the start (what the time was measured under).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import atomic_write_text
-from .config import load_config
+from .config import load_config_checked
 from .fields import ZOO, RadianceField, build_field
 from .progress import progress
 
@@ -122,6 +125,7 @@ def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
     from .data import generate, load_zoo_config, make_plan, read_manifest
     from .io import load_field
     from .render import Camera, look_at, render_image, save_labeled_grid, spherical_to_cartesian
+    from .scenes import describe_rotation
 
     zoo_dir = out / "zoo"
     overrides = [f"out_dir={zoo_dir}", *cfg.zoo_overrides]
@@ -144,10 +148,10 @@ def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
     for r in records:
         by_view.setdefault((r["object"], tuple(r["rotation"])), []).append(r)
     with torch.no_grad():
-        for (obj, _), recs in progress(by_view.items(), desc="renders", unit="view"):
+        for (obj, rot), recs in progress(by_view.items(), desc="renders", unit="view"):
             scene = jobs[recs[0]["id"]].scene(zcfg.scene.density, zcfg.scene.edge)
             images.append(render_image(scene, cam, n_samples=int(cfg.n_samples)))
-            labels.append(f"{obj} scene")
+            labels.append(f"{obj} scene\n{describe_rotation(rot)}")
             for r in sorted(recs, key=lambda r: r["arch"]):
                 field = load_field(zoo_dir / r["file"])
                 images.append(render_image(field, cam, n_samples=int(cfg.n_samples)))
@@ -209,11 +213,42 @@ def run_encoders(out: Path) -> dict[str, Any]:
     }
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every setting of ``configs/demo.yaml`` checked before any work (one-line ValueError)."""
+    from .scenes import CLASSES
+
+    for key, minimum in (("seed", 0), ("check_points", 1), ("image_size", 8), ("n_samples", 2)):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"demo: {key} must be an integer >= {minimum}, got {value!r}")
+    if not isinstance(cfg.zoo, bool):
+        raise ValueError(f"demo: zoo must be true or false, got {cfg.zoo!r}")
+    _names(cfg.archs, list(ZOO), "archs")
+    if cfg.scenes not in ([], None):
+        _names(cfg.scenes, CLASSES, "scenes")
+    if cfg.zoo:
+        from .data import load_zoo_config, make_plan
+
+        make_plan(
+            load_zoo_config([f"out_dir={Path(cfg.out_dir) / 'zoo'}", *cfg.zoo_overrides], "demo")
+        )
+
+
 def run_demo(overrides: Sequence[str] = ()) -> int:
-    cfg = load_config("demo", overrides)
+    """Run the demo with ``overrides`` of ``configs/demo.yaml``; 0 if every round trip was
+    lossless. A bad override is a one-line :class:`~graphnerf.config.ConfigError`."""
+    cfg = load_config_checked("demo", overrides)
+    check_config(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
+    t_all, cpu_all, load = time.perf_counter(), time.process_time(), _load_average()
     print(f"graphnerf demo -> {out.resolve()}")
     result: dict[str, Any] = {"config": OmegaConf.to_container(cfg, resolve=True)}
 
@@ -229,8 +264,14 @@ def run_demo(overrides: Sequence[str] = ()) -> int:
         _section("4. encoders on the mini-zoo (untrained)")
         result["encoders"] = run_encoders(out)
     result["seconds"] = round(time.perf_counter() - t_all, 1)
+    result["cpu_seconds"] = round(time.process_time() - cpu_all, 1)
+    result["load_average_at_start"] = load
+    result["cpus"] = os.cpu_count()
     atomic_write_text(out / "summary.json", json.dumps(result, indent=2, default=str))
-    print(f"\nsummary: {out / 'summary.json'}   ({result['seconds']} s)")
+    print(
+        f"\nsummary: {out / 'summary.json'}   ({result['seconds']} s wall, "
+        f"{result['cpu_seconds']} s CPU, {result['cpus']} CPUs, load average {load} at the start)"
+    )
     lossless = all(r[k] == 0.0 for r in rows for k in r if k.startswith("max_diff"))
     if not lossless:
         print("demo: a round trip was NOT lossless (see the table)")

@@ -15,7 +15,9 @@ from graphnerf.scenes import (
     REAL_MESHES,
     MeshScene,
     Scene,
+    axis_angle,
     default_up,
+    describe_rotation,
     identity_quat,
     make_contact_sheet,
     make_scene,
@@ -546,3 +548,20 @@ def test_contact_sheet_writes_png(tmp_path):
 
     img = imread(out)
     assert img.ndim == 3 and img[..., :3].std() > 0.05  # tiles and labels, not a blank page
+
+
+def test_describe_rotation_names_angle_and_axis():
+    """The labels of zoo.png: angle in degrees and unit axis; q and -q read the same."""
+    c, s = math.cos(math.radians(60)), math.sin(math.radians(60))
+    assert describe_rotation([1.0, 0.0, 0.0, 0.0]) == "identity"
+    assert describe_rotation([c, 0.0, 0.0, s]) == "120° about (0.00,0.00,1.00)"
+    assert describe_rotation([-c, 0.0, 0.0, -s]) == "120° about (0.00,0.00,1.00)"
+    q = random_rotation(5)
+    angle, axis = axis_angle(q)
+    R = quat_to_matrix(q).double()
+    assert math.isclose(math.degrees(math.acos((R.trace().item() - 1) / 2)), angle, abs_tol=1e-3)
+    assert torch.allclose(
+        R @ torch.tensor(axis, dtype=torch.float64),
+        torch.tensor(axis, dtype=torch.float64),
+        atol=1e-5,
+    )

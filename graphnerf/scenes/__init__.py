@@ -20,6 +20,8 @@ from .mesh import MeshScene, default_up, packaged_meshes
 from .procedural import CLASSES, ProceduralScene, make_scene
 from .real import REAL_MESHES, RealMesh, available_real_meshes, real_mesh, real_mesh_path
 from .rotations import (
+    axis_angle,
+    describe_rotation,
     identity_quat,
     matrix_to_quat,
     quat_conjugate,
@@ -41,6 +43,8 @@ __all__ = [
     "RotatedScene",
     "Scene",
     "available_real_meshes",
+    "axis_angle",
+    "describe_rotation",
     "identity_quat",
     "make_contact_sheet",
     "make_mesh_sheet",

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "axis_angle",
     "canonical_quat",
+    "describe_rotation",
     "identity_quat",
     "matrix_to_quat",
     "quat_conjugate",
@@ -48,6 +50,27 @@ def canonical_quat(q: Tensor) -> Tensor:
     q = _as_quat(q)
     q = q / q.norm(dim=-1, keepdim=True)
     return torch.where(q[..., :1] < 0, -q, q)
+
+
+def axis_angle(q: Tensor | list[float] | tuple[float, ...]) -> tuple[float, tuple[float, ...]]:
+    """``(angle in degrees [0, 180], unit axis (x, y, z))`` of one rotation ``q [4]``; the axis of
+    the identity is reported as ``(0, 0, 1)``. ``q`` and ``-q`` give the same answer."""
+    c = canonical_quat(torch.as_tensor(q, dtype=torch.float64))
+    if c.shape != (4,):
+        raise ValueError(f"axis_angle: one quaternion [4] expected, got {tuple(c.shape)}")
+    s = float(c[1:].norm())
+    angle = math.degrees(2.0 * math.atan2(s, float(c[0])))
+    axis = tuple(float(v) / s for v in c[1:]) if s > 1e-12 else (0.0, 0.0, 1.0)
+    return angle, axis
+
+
+def describe_rotation(q: Tensor | list[float] | tuple[float, ...]) -> str:
+    """A short label of a rotation for plots and logs: ``"identity"`` (under 0.05 degrees) or e.g.
+    ``"127° about (0.31,-0.52,0.80)"`` (angle in degrees, unit axis)."""
+    angle, axis = axis_angle(q)
+    if angle < 0.05:
+        return "identity"
+    return f"{angle:.0f}° about ({','.join(f'{round(v, 2) + 0.0:.2f}' for v in axis)})"
 
 
 def quat_conjugate(q: Tensor) -> Tensor:
