@@ -43,7 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["EdgeLift", "EdgeMLP", "EdgePool", "Incidence", "lift_features", "unique_rows"]
+__all__ = [
+    "EdgeLift",
+    "EdgeLiftFiLM",
+    "EdgeMLP",
+    "EdgePool",
+    "Incidence",
+    "lift_features",
+    "unique_rows",
+]
 
 #: rows per chunk in :class:`EdgeMLP` / :class:`EdgePool`: ``[16384, 16]`` float32 is 1 MB, so
 #: a chunk's temporaries stay in the L2 / L3 cache
@@ -388,4 +396,69 @@ class EdgeLift(torch.autograd.Function):
             None,
             _grad_or_none(need[5], dw),
             _grad_or_none(need[6], db),
+        )
+
+
+class EdgeLiftFiLM(torch.autograd.Function):
+    """:class:`EdgeLift` followed by FiLM from a node table, evaluated chunk-wise::
+
+        lin = lift_features(u, scale, s[type], freqs) W^T + b            [E, d]
+        out = lin * (1 + gamma[src]) + beta[src],  [gamma, beta] = film   film [U, 2 d]
+
+    ``apply(u, scale, edge_type, s, freqs, w, b, film, src)``: as :class:`EdgeLift`, plus the
+    per-node modulation table ``film [U, 2 d]`` and the row ``src [E]`` of each edge's source.
+    Neither ``lin`` nor the gathered ``film[src]`` (``[E, 2 d]``) is kept or built at full size:
+    the backward pass recomputes them per chunk and accumulates ``d film`` with ``index_add_``.
+    """
+
+    @staticmethod
+    def forward(ctx, u, scale, edge_type, s, freqs, w, b, film, src):
+        d = w.size(0)
+        out = u.new_empty(u.size(0), d)
+        wt = w.t()
+        for i in range(0, u.size(0), CHUNK_ROWS):
+            sl = slice(i, i + CHUNK_ROWS)
+            feats = lift_features(u[sl], scale[sl], s[edge_type[sl]], freqs)
+            lin = torch.addmm(b, feats, wt)
+            f = film.index_select(0, src[sl])
+            torch.addcmul(f[:, d:], lin, f[:, :d], out=out[sl]).add_(lin)
+        ctx.save_for_backward(u, scale, edge_type, s, freqs, w, b, film, src)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        u, scale, edge_type, s, freqs, w, b, film, src = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        g = g.contiguous()
+        d = w.size(0)
+        dw, db, ds = torch.zeros_like(w), torch.zeros_like(b), torch.zeros_like(s)
+        dfilm = torch.zeros_like(film)
+        k = freqs.numel()
+        wt = w.t()
+        for i in range(0, u.size(0), CHUNK_ROWS):
+            sl = slice(i, i + CHUNK_ROWS)
+            gs, us, ts, rows = g[sl], u[sl], edge_type[sl], src[sl]
+            feats = lift_features(us, scale[sl], s[ts], freqs)
+            lin = torch.addmm(b, feats, wt)
+            gamma = film.index_select(0, rows)[:, :d]
+            if need[7]:
+                dfilm.index_add_(0, rows, torch.cat([gs * lin, gs], 1))
+            dlin = gs * gamma.add_(1.0)  # d / d lin
+            dw.addmm_(dlin.t(), feats)
+            db += dlin.sum(0)
+            if need[3]:
+                df = dlin @ w  # [C, 2 + 2 K]: d / d [u, sin, cos, scale]
+                sin, cos = feats[:, 1 : 1 + k], feats[:, 1 + k : 1 + 2 * k]
+                darg = df[:, 1 : 1 + k] * cos - df[:, 1 + k : 1 + 2 * k] * sin
+                ds.index_add_(0, ts, (darg @ freqs) * us)
+        return (
+            None,
+            None,
+            None,
+            _grad_or_none(need[3], ds),
+            None,
+            _grad_or_none(need[5], dw),
+            _grad_or_none(need[6], db),
+            _grad_or_none(need[7], dfilm),
+            None,
         )

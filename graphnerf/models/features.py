@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from ..graph.schema import X_COLUMNS, NodeType
-from .edge_ops import EdgeLift, lift_features
+from .edge_ops import EdgeLift, EdgeLiftFiLM, lift_features
 
 __all__ = [
     "ORDER_FREE_TYPES",
@@ -128,19 +128,37 @@ class EdgeValueLifting(nn.Module):
         return lift_features(u, scale, self.log_scale.exp()[edge_type], self.freqs)
 
     def forward(
-        self, value: Tensor, edge_type: Tensor, edge_graph: Tensor, n_graphs: int
+        self,
+        value: Tensor,
+        edge_type: Tensor,
+        edge_graph: Tensor,
+        n_graphs: int,
+        film: Tensor | None = None,
+        src: Tensor | None = None,
     ) -> Tensor:
-        """Args: ``value [E]``, ``edge_type [E]``, ``edge_graph [E]`` (graph id of each edge).
+        """Args: ``value [E]``, ``edge_type [E]``, ``edge_graph [E]`` (graph id of each edge);
+        optionally a FiLM table ``film [U, 2 out_dim]`` (``[gamma, beta]`` per node row) and
+        the row ``src [E]`` of each edge's source: the output is then ``proj(lift(v)) * (1 +
+        gamma[src]) + beta[src]``.
 
-        In float32 the features and the projection are one autograd function
-        (:class:`~graphnerf.models.edge_ops.EdgeLift`) that never builds the ``[E, 2 + 2
-        n_fourier]`` features at full size; under autocast, plain ops.
+        In float32 the features, the projection (and the FiLM) are one autograd function
+        (:class:`~graphnerf.models.edge_ops.EdgeLift` / ``EdgeLiftFiLM``) that never builds
+        the ``[E, 2 + 2 n_fourier]`` features (nor ``film[src]``) at full size; under
+        autocast, plain ops.
         """
         if torch.is_autocast_enabled(value.device.type):
-            return self.proj(self.features(value, edge_type, edge_graph, n_graphs))
+            out = self.proj(self.features(value, edge_type, edge_graph, n_graphs))
+            if film is None:
+                return out
+            gamma, beta = film.index_select(0, src).split(out.size(1), dim=1)
+            return out * (1 + gamma) + beta
         u, scale = self.normalised(value, edge_type, edge_graph, n_graphs)
         w, b = self.proj.weight, self.proj.bias
-        return EdgeLift.apply(u, scale, edge_type, self.log_scale.exp(), self.freqs, w, b)
+        s = self.log_scale.exp()
+        if film is None:
+            return EdgeLift.apply(u, scale, edge_type, s, self.freqs, w, b)
+        film = film.to(w.dtype).contiguous()
+        return EdgeLiftFiLM.apply(u, scale, edge_type, s, self.freqs, w, b, film, src)
 
 
 class NodeLifting(nn.Module):

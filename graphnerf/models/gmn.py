@@ -623,9 +623,12 @@ class GMNEncoder(nn.Module):
             pos = data.node_pos.to(dtype)
             cp = _compact(edge_index, x, pos, node_type, n_nodes)
             h_u = self.node_lift(x[cp.first], pos[cp.first], node_type[cp.first]).to(dtype)
-            e = self.edge_lift(value, edge_type, edge_graph, n_graphs)
-            if self.edge_film is not None:
-                e = self._film(e, h_u, cp.inverse[edge_index[0]])
+            if self.edge_film is not None:  # FiLM by the source's lifted state
+                film = self.edge_film(h_u)
+                src_row = cp.inverse[edge_index[0]]
+                e = self.edge_lift(value, edge_type, edge_graph, n_graphs, film, src_row)
+            else:
+                e = self.edge_lift(value, edge_type, edge_graph, n_graphs)
             if cfg.reverse_edges:
                 edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
                 edge_type = torch.cat([edge_type, edge_type + self.n_edge_types])
@@ -656,15 +659,6 @@ class GMNEncoder(nn.Module):
         return GraphStates(
             h_u, cp.inverse, hr, e, edge_index, node_graph, edge_graph, n_graphs, cp.receivers
         )
-
-    def _film(self, e: Tensor, h_u: Tensor, src_row: Tensor) -> Tensor:
-        """``e * (1 + gamma_j) + beta_j``: the lifted edge values ``e [E, edge_hidden]``
-        modulated by ``[gamma, beta] = Linear(h_j)`` of each edge's source ``j`` (its lifted
-        state, row ``src_row [E]`` of ``h_u [U, hidden]``). The product of a value and its
-        source's position (or input identity) is then a feature of the edge from the start."""
-        film = Incidence(src_row, h_u.size(0)).gather(self.edge_film(h_u))
-        gamma, beta = film.split(self.cfg.edge_hidden, dim=1)
-        return torch.addcmul(e + beta, e, gamma)
 
     def _static_projections(self, h: Tensor) -> list[Tensor]:
         """Per block, the edge-MLP source projections ``A LN(h)`` of lifted states ``h`` (used
