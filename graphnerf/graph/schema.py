@@ -58,15 +58,15 @@ weighed:
     value: ``8 L n^3`` edges (16,384 for ``hash``) whose values depend on the spec alone, never on
     the NeRF. The NeRF's values stay on the ``HASH`` edges, and in a directed GMN entry nodes
     never receive messages, so no value ever reaches a probe vertex unless every edge is also
-    sent reversed (twice the edge work on all 16.8M edges of an Instant-NGP graph).
+    sent reversed (twice the edge work on all 12.2M edges of an Instant-NGP graph).
 (b) (chosen) probe -> grid-feature node, the interpolated feature as the value: 4x fewer edges,
     and value and position meet on one edge, exactly like a dense level's entry, which the
     encoders already read. It costs one evaluation of the grid encoding at ``n^3`` points.
 
-Because the probe edges summarise the whole grid, :class:`~graphnerf.graph.probes.\
-HashedLevelsViaProbes` can drop the hashed levels' entries and ``HASH`` edges from an
+Because the probe edges summarise the whole grid, the transform
+:class:`~graphnerf.graph.probes.HashedLevelsViaProbes` can drop the hashed levels' entries and ``HASH`` edges from an
 *encoder's* input (never from the lossless graph), which shrinks an Instant-NGP graph from
-16.8M to ~1M edges (see ``python -m graphnerf.perf.graph``).
+12.2M to 0.69M edges and 805 MB to 45 MB (``python -m graphnerf.perf.graph``).
 
 Attributes (names are part of the contract; only ``edge_index`` is offset by PyG when batching):
 
