@@ -656,6 +656,8 @@ def test_probe_transforms_match_to_graph_and_encoder_view() -> None:
         [g, to_graph(build_field("hash_8_levels", seed=1), probe_vertices=3)]
     )
     assert same_state(field, from_graph(batch.to_data_list()[0]))
+    with pytest.raises(GraphError, match="not a Batch"):
+        HashedLevelsViaProbes()(batch)
 
 
 # ------------------------------------------------------------------------------ batching

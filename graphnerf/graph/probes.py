@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import BaseTransform
 
 from ..fields import HashGridField, HashGridSpec
@@ -93,6 +93,15 @@ def probe_counts(spec: HashGridSpec, n: int) -> tuple[int, int]:
     return n**3, n**3 * spec.n_levels * spec.n_features_per_level
 
 
+def _single_spec(data: Data, transform: BaseTransform) -> object:
+    if isinstance(data, Batch):
+        raise GraphError(
+            f"{type(transform).__name__} transforms one graph (use it as a dataset transform), "
+            "not a Batch"
+        )
+    return getattr(data, "spec", None)
+
+
 def _has_probes(g: Data) -> bool:
     return bool((g.node_type == NodeType.PROBE_VERTEX).any())
 
@@ -112,7 +121,7 @@ class AddProbeVertices(BaseTransform):
         from .builder import assemble
         from .convert import from_graph
 
-        spec = getattr(data, "spec", None)
+        spec = _single_spec(data, self)
         if not isinstance(spec, HashGridSpec):
             return data
         if _has_probes(data):
@@ -162,7 +171,7 @@ class HashedLevelsViaProbes(BaseTransform):
         self.min_table_size = int(min_table_size)
 
     def forward(self, data: Data) -> Data:
-        spec = getattr(data, "spec", None)
+        spec = _single_spec(data, self)
         if not isinstance(spec, HashGridSpec):
             return data
         sizes = torch.from_numpy(spec.level_table_sizes)
