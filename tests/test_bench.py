@@ -81,7 +81,22 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     zoo = _write_zoo(tmp / "zoo", ARCHS, {"train": 1, "test": 2})
     ckpt = _gmn_checkpoint(tmp / "gmn.pt", ["mlp"])  # the hash family is held out
     out = tmp / "out"
-    rc = main(["benchmark", str(ckpt), str(zoo), *FAST, "--out", str(out), "--no-progress"])
+    # the model itself as --baseline: the same code must give it the same numbers
+    rc = main(
+        [
+            "benchmark",
+            str(ckpt),
+            str(zoo),
+            *FAST,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--baseline",
+            str(ckpt),
+            "--baseline-name",
+            "itself",
+        ]
+    )
     assert rc == 0
     return {"tmp": tmp, "zoo": zoo, "ckpt": ckpt, "out": out}
 
@@ -114,7 +129,11 @@ def test_benchmark_writes_every_contract_key(bench_run: dict) -> None:
             v = _get(r, k)
             assert 0.0 <= v <= 1.0, (prefix + k, v)
         assert all(0.0 <= v <= 1.0 for v in r["retrieval"]["recall_at_1"].values())
-    assert set(res["baselines"]) == {"random_init", "functional_probe"}
+    assert set(res["baselines"]) == {"random_init", "functional_probe", "itself"}
+    same = res["baselines"]["itself"]
+    assert same["checkpoint_hash"] == res["checkpoint_hash"]
+    for k in ("classification", "retrieval", "rotation", "held_out_family"):
+        assert same[k] == res[k], k
     # the GMN has a rotation head: degrees in [0, 180]; the functional probe has none
     assert 0.0 <= res["rotation"]["median_deg"] <= 180.0
     assert res["rotation"]["n_pairs"] == 2 * 2 * 3 * 2  # objects x archs x ordered pairs

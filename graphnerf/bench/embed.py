@@ -88,8 +88,9 @@ def select_split(
 
 
 def default_cache_dir(zoo: str | os.PathLike[str]) -> Path:
-    """Where graphs of a zoo are cached by default: ``ZOO/cache/graphs``."""
-    return Path(zoo) / "cache" / "graphs"
+    """Where graphs of a zoo are cached by default: ``ZOO/.cache/graphs`` (shared with
+    ``graphnerf train``)."""
+    return Path(zoo) / ".cache" / "graphs"
 
 
 def _load_field(root: Path, rec: dict[str, Any]) -> Any:
