@@ -523,6 +523,7 @@ class _Run:
         every_ckpt = max(1, int(cfg.train.checkpoint_every))
         every_val = int(cfg.val.every)
         clip = cfg.train.grad_clip
+        stop_after = cfg.train.get("stop_after")
         window: dict[str, float] = {}
         n_window, t_window = 0, time.perf_counter()
         last_terms: dict[str, float] = {}
@@ -577,8 +578,11 @@ class _Run:
                         improved = bool(flag[0])
                     if improved:
                         self.save(step, "best")
-                if step % every_ckpt == 0 or step == steps:
+                stop = stop_after is not None and step - self.start >= int(stop_after)
+                if step % every_ckpt == 0 or step == steps or stop:
                     self.save(step, "last")
+                if stop:
+                    break
         finally:
             bar.close()
             if self.wandb is not None:

@@ -33,7 +33,7 @@ from ..losses import latent_l2_loss, ntxent_loss, quaternion_geodesic_loss
 from ..losses.contrastive import SigLIPLoss
 from ..models import DecoderConfig, GMNConfig, GMNEncoder, SANEAutoencoder, SANEConfig
 from ..tokens import Tokenizer
-from .heads import PairRotationHead, ProjectionHead
+from .heads import EmbeddingCentering, PairRotationHead, ProjectionHead
 from .teacher import cached_rendering_loss, render_decoder
 
 __all__ = ["LOSS_TERMS", "MODEL_NAMES", "TrainModule", "resolve_heads"]
@@ -43,6 +43,7 @@ MODEL_NAMES = ("gmn", "sane")
 LOSS_TERMS = ("render", "contrastive", "rotation", "latent_l2", "token_recon")
 
 _HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "center": {"momentum": 0.9},
     "projection": {"dims": [256, 128]},
     "rotation": {"hidden": 256, "n_layers": 2},
     "contrastive": {"kind": None, "tau": 0.1, "t_init": math.log(10.0), "b_init": -10.0},
@@ -133,6 +134,9 @@ class TrainModule(nn.Module):
             self.rotation: nn.Module | None = PairRotationHead(
                 self.embedding_dim, h["rotation"]["hidden"], h["rotation"]["n_layers"]
             )
+            self.center: nn.Module | None = EmbeddingCentering(
+                self.embedding_dim, h["center"]["momentum"]
+            )
         else:
             net = SANEConfig.from_config(self.model_cfg["net"])
             self.encoder = SANEAutoencoder(net)
@@ -140,6 +144,7 @@ class TrainModule(nn.Module):
             self.embedding_dim = net.d_latent
             self.projection = None  # SANEAutoencoder.projector
             self.rotation = None  # SANEAutoencoder.rotation_head
+            self.center = None
         self.decoder = DecoderConfig.from_config(h["decoder"]).build()
         c = h["contrastive"]
         self.siglip = SigLIPLoss(c["t_init"], c["b_init"]) if c["kind"] == "siglip" else None
@@ -157,7 +162,8 @@ class TrainModule(nn.Module):
         ``z_pos`` and ``loss_recon`` (masked token reconstruction; masking only in training)."""
         if self.name == "gmn":
             z = self.encoder(inputs)
-            return {"embedding": z, "projection": self.projection(z)}
+            zc = self.center(z)
+            return {"embedding": z, "centered": zc, "projection": self.projection(zc)}
         return self.encoder(inputs, target=target, generator=generator)
 
     def embed(self, inputs: Any) -> Tensor:
@@ -169,7 +175,7 @@ class TrainModule(nn.Module):
     def predict_rotation(self, out: Mapping[str, Tensor], a: Tensor, b: Tensor) -> Tensor:
         """Relative rotation ``q_b q_a^-1`` ``[P, 4]`` of the pairs of rows ``(a[p], b[p])``."""
         if self.name == "gmn":
-            z = out["embedding"]
+            z = out["centered"] if "centered" in out else self.center(out["embedding"])
             return self.rotation(z.index_select(0, a), z.index_select(0, b))
         zp = out["z_pos"]
         return self.encoder.predict_rotation(zp.index_select(0, a), zp.index_select(0, b))
