@@ -48,7 +48,14 @@ from torch import nn
 from .report import environment, write_json
 
 DEFAULT_ARCHS = ("mlp", "mlp", "mlp", "hash", "hash", "hash", "triplane", "triplane")
-DEFAULT_VARIANTS = ("default", "bf16=true", "edge_chunk=65536,checkpoint=true")
+DEFAULT_VARIANTS = (
+    "default",
+    "probe_vertices=8",
+    "bf16=true",
+    "edge_chunk=65536,checkpoint=true",
+)
+#: variant keys that are not encoder config fields but graph options (``to_graph`` keywords)
+GRAPH_KEYS = {"gmn": {"probe_vertices"}, "sane": set()}
 
 
 @dataclass
@@ -93,11 +100,18 @@ def setup_gmn(overrides: dict[str, Any], archs: Sequence[str], seed: int) -> Ste
     from ..losses import SigLIPLoss
     from ..models import GMNConfig, GMNEncoder
 
+    overrides = dict(overrides)
+    n_probe = int(overrides.pop("probe_vertices", 0))
     cfg = GMNConfig.from_dict({**GMNConfig().to_dict(), **overrides})
     torch.manual_seed(seed)
-    batch = Batch.from_data_list(
-        [to_graph(build_field(a, seed=seed + i)) for i, a in enumerate(archs)]
-    )
+
+    def graph(arch: str, s: int):
+        field = build_field(arch, seed=s)
+        if n_probe and field.spec.family == "hash":
+            return to_graph(field, probe_vertices=n_probe)
+        return to_graph(field)
+
+    batch = Batch.from_data_list([graph(a, seed + i) for i, a in enumerate(archs)])
     model = GMNEncoder(cfg).train()
     siglip = SigLIPLoss()
     labels = object_labels(len(archs), len({a.split("_")[0] for a in archs}))
@@ -160,7 +174,76 @@ def config_keys(encoder: str) -> set[str]:
     from ..models import GMNConfig, SANEConfig
 
     cls = {"gmn": GMNConfig, "sane": SANEConfig}[encoder]
-    return {f.name for f in dataclasses.fields(cls)}
+    return {f.name for f in dataclasses.fields(cls)} | GRAPH_KEYS[encoder]
+
+
+# ------------------------------------------------------------------ Instant-NGP scale
+#: an Instant-NGP grid: 16 levels, tables of 2^19 entries x 2 features (16.8M HASH edges)
+INGP_SPEC_KW = {
+    "n_levels": 16,
+    "n_features_per_level": 2,
+    "log2_table_size": 19,
+    "base_resolution": 16,
+    "max_resolution": 2048,
+}
+
+
+def run_ingp_worker(view: str, n_probe: int, edge_chunk: int | None) -> dict[str, Any]:
+    """Embed one Instant-NGP-scale field with the default GMN (forward, no grad) in this
+    process; memory as resident-set figures. ``view``: ``"full"`` (every HASH edge) or
+    ``"probes"`` (hashed levels only through ``n_probe^3`` probe vertices,
+    :class:`~graphnerf.graph.probes.HashedLevelsViaProbes`)."""
+    from ..fields import HashGridSpec, build_field
+    from ..graph import to_graph
+    from ..graph.probes import HashedLevelsViaProbes
+    from ..models import GMNConfig, GMNEncoder
+
+    rss0 = _rss_bytes()
+    field = build_field(HashGridSpec(**INGP_SPEC_KW), seed=0)
+    c0 = time.process_time()
+    g = to_graph(field, probe_vertices=n_probe)
+    if view == "probes":
+        g = HashedLevelsViaProbes()(g)
+    del field
+    graph_s = time.process_time() - c0
+    rss_graph = _rss_bytes()
+    torch.manual_seed(0)
+    model = GMNEncoder(GMNConfig(edge_chunk=edge_chunk)).eval()
+    c1 = time.process_time()
+    with torch.no_grad(), _PeakRSS() as peak:
+        z = model(g)
+    return {
+        "view": view,
+        "probe_vertices": n_probe,
+        "edge_chunk": edge_chunk,
+        "nodes": int(g.num_nodes),
+        "edges": int(g.num_edges),
+        "graph_mb": (rss_graph - rss0) / 2**20,
+        "forward_peak_delta_mb": (peak.peak - rss_graph) / 2**20,
+        "peak_rss_mb": peak.peak / 2**20,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "graph_cpu_s": graph_s,
+        "forward_cpu_s": time.process_time() - c1,
+        "finite": bool(torch.isfinite(z).all()),
+    }
+
+
+def bench_ingp(cases: Sequence[str]) -> list[dict[str, Any]]:
+    """Each case ``"view:n_probe:edge_chunk"`` (e.g. ``probes:16:0``, ``full:0:1048576``; chunk
+    0 = None) in a fresh subprocess, one thread."""
+    rows = []
+    for case in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "graphnerf.perf.encoders", "--_ingp", case, "--threads", "1"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            rows.append({"case": case, "error": proc.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append({"case": case, **json.loads(proc.stdout.strip().splitlines()[-1])})
+    return rows
 
 
 # ------------------------------------------------------------------ measurement
@@ -343,8 +426,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", default="bench_out/encoders.json")
+    p.add_argument(
+        "--ingp",
+        nargs="*",
+        default=None,
+        help="instead: embed an Instant-NGP-scale grid (16 levels x 2^19), cases "
+        "'view:n_probe:edge_chunk' (default: probes:16:0 full:0:1048576)",
+    )
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_ingp", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a._ingp is not None:
+        torch.set_num_threads(a.threads or 1)
+        view, n_probe, chunk = a._ingp.split(":")
+        print(json.dumps(run_ingp_worker(view, int(n_probe), int(chunk) or None)))
+        return 0
+    if a.ingp is not None:
+        rows = bench_ingp(a.ingp or ["probes:16:0", "full:0:1048576"])
+        for r in rows:
+            print(json.dumps(r))
+        write_json({"suite": "encoders-ingp", **environment(), "rows": rows}, a.out)
+        return 0
     if a._worker:
         if a.threads is not None:
             torch.set_num_threads(a.threads)

@@ -15,7 +15,7 @@ Tasks (:data:`TASKS`; coordinates are AABB-normalised, ``[0, 1]^3``):
 * ``hashed_hash`` — one hashed level (resolution 16, table 2^11: 16^3 vertices share 2^11 entries,
   2 per entry on average, as on the coarser hashed levels of an Instant-NGP grid). Every entry holds the mean of the blob over the vertices that hash to it (the
   least-squares table when every vertex is read with weight 1), plus noise. Target: the centre.
-* ``triplane`` — a tri-plane (resolution 32, 4 channels, 1 input frequency): plane ``k`` over
+* ``triplane`` — a tri-plane (resolution 16, 4 channels, 1 input frequency): plane ``k`` over
   world axes ``(a, b)`` holds ``a_ch exp(-((u - c_a)^2 + (v - c_b)^2) / (2 sigma^2))`` at the
   cell's position (``u / (R - 1)``, as the field reads it), plus noise. Target: the centre.
 * ``mlp_sphere`` — an MLP field (2 frequencies, 2 hidden layers of 32, ReLU) *fitted* by 300 Adam
@@ -73,7 +73,7 @@ _SPECS = {
         max_resolution=16,
         **_HEAD,
     ),
-    "triplane": TriplaneSpec(resolution=32, channels=4, n_frequencies=1, **_HEAD),
+    "triplane": TriplaneSpec(resolution=16, channels=4, n_frequencies=1, **_HEAD),
     "mlp_sphere": MLPSpec(n_frequencies=2, n_hidden_layers=2, n_neurons=32),
 }
 _TASK_SALT = {name: i for i, name in enumerate(TASKS)}
