@@ -191,6 +191,8 @@ def _cmd_fit_mesh(args: argparse.Namespace) -> int:
         f"wrote {meta['out']}  ({meta['arch']}, rotation {[round(v, 4) for v in meta['rotation']]})"
     )
     print(f"psnr          {psnr} dB  (views: {views})")
+    if meta.get("psnr_fg") is not None:  # object pixels only; coverage = object share of frame
+        print(f"psnr_fg       {meta['psnr_fg']:.2f} dB  (coverage {meta['coverage']:.3f})")
     print(f"iou           {meta['iou']:.3f}")
     print(
         f"fit           {meta['steps']} steps, {meta['seconds']:.1f} s, final loss {meta['loss']:.4g}"

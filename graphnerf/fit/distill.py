@@ -10,7 +10,10 @@ AABB plus points jittered around the cells of an occupancy grid where occupancy 
 the scene is queried a fixed number of times however long the fit), then each step draws a batch
 of those points and minimises
 
-* the colour MSE weighted by the scene's alpha (the colour of empty space is irrelevant),
+* the colour MSE weighted by the larger of the scene's and the field's alpha (the colour of space
+  empty in both is irrelevant; where only the field is opaque its colour shows in renders), with
+  a weight ``w_rgb`` large enough that colour is not sacrificed to the density terms (at weight
+  1 a hash grid's colour collapsed towards a noisy mean),
 * the MSE on alpha ``1 - exp(-sigma * step)`` with the standard step (what rendering sees),
 * a small MSE of ``log(sigma + eps)`` against the target's ``clamp(log(sigma_t + eps), log eps,
   log sigma_max)``: alpha is flat near 0 and near 1, so without it empty space keeps a faint fog
@@ -63,6 +66,9 @@ STEP_DIVISOR = 128
 #: Points per call of a scene while sampling it.
 QUERY_CHUNK = 65536
 
+#: Where the colour loss counts (see :func:`distill_loss`).
+RGB_WEIGHTS = ("target", "either")
+
 SceneFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
@@ -103,6 +109,7 @@ class DistillConfig:
     adam_eps: float
     band_limit: int | None
     w_rgb: float
+    rgb_weight: str
     w_alpha: float
     w_log_sigma: float
     sigma_eps: float
@@ -117,6 +124,8 @@ class DistillConfig:
         check_positive(self, "cache_uniform", "surface_grid")
         if not 0.0 <= self.surface_fraction <= 1.0:
             raise ValueError(f"surface_fraction must be in [0, 1], got {self.surface_fraction}")
+        if self.rgb_weight not in RGB_WEIGHTS:
+            raise ValueError(f"rgb_weight must be one of {RGB_WEIGHTS}, got {self.rgb_weight!r}")
         if self.cache_surface < 1 and self.surface_fraction > 0:
             raise ValueError("cache_surface must be >= 1 when surface_fraction > 0")
 
@@ -317,9 +326,11 @@ def distill_loss(
         cfg: loss weights and the log-density clamp.
         step: segment length of alpha (:func:`standard_step`).
     Returns:
-        ``[...]``: ``w_rgb * mean(alpha_t * |rgb - rgb_t|^2 / 3) + w_alpha * mean((alpha -
+        ``[...]``: ``w_rgb * mean(w * |rgb - rgb_t|^2 / 3) + w_alpha * mean((alpha -
         alpha_t)^2) + w_log_sigma * mean((log(sigma + eps) - clog(sigma_t))^2)``, where
-        ``clog(s) = clamp(log(s + eps), log eps, log sigma_max)``.
+        ``clog(s) = clamp(log(s + eps), log eps, log sigma_max)`` and ``w = alpha_t``
+        (``cfg.rgb_weight == "target"``) or ``max(alpha_t, alpha)`` (``"either"``; no gradient
+        flows through the weight).
     """
     a_t = alpha(target_sigma, step)
     a = alpha(sigma, step)
@@ -328,7 +339,8 @@ def distill_loss(
     log_s = torch.log(sigma.clamp_min(0.0) + cfg.sigma_eps)
     log_t = torch.log(target_sigma.clamp_min(0.0) + cfg.sigma_eps)
     log_t = log_t.clamp(math.log(cfg.sigma_eps), math.log(cfg.sigma_max))
-    l_rgb = (a_t * (rgb - target_rgb).square().mean(-1)).mean(-1)
+    w = a_t if cfg.rgb_weight == "target" else torch.maximum(a_t, a.detach())
+    l_rgb = (w * (rgb - target_rgb).square().mean(-1)).mean(-1)
     l_alpha = (a - a_t).square().mean(-1)
     l_log = (log_s - log_t).square().mean(-1)
     return cfg.w_rgb * l_rgb + cfg.w_alpha * l_alpha + cfg.w_log_sigma * l_log

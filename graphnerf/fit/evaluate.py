@@ -31,6 +31,7 @@ from ..render import (
     psnr_per_image,
     render_rays,
 )
+from ..render.occupancy import grid_for
 from ..render.volume import FieldFn
 from .distill import SceneFn, alpha, grid_centres, query_scene, scene_occupancy, standard_step
 
@@ -93,15 +94,32 @@ def _corners(occupied: Tensor, x: Tensor, aabb: Tensor) -> Tensor:
 
 
 def render_views(
-    fn: FieldFn, cams: list, aabb: Tensor, n_samples: int, background: float
+    fn: FieldFn,
+    cams: list,
+    aabb: Tensor,
+    n_samples: int,
+    background: float,
+    skip_empty: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Renders of ``fn`` from each camera: ``rgb [V, H, W, 3]`` and ``opacity [V, H, W]``."""
+    """Renders of ``fn`` from each camera: ``rgb [V, H, W, 3]`` and ``opacity [V, H, W]``.
+
+    With ``skip_empty`` one occupancy grid of ``fn``
+    (:func:`graphnerf.render.occupancy.grid_for`) serves all views: empty-space skipping, same
+    image up to the skipped density (see :func:`graphnerf.render.render_rays`).
+    """
+    grid = grid_for(fn, aabb.detach()) if skip_empty else None
     rgbs, opacities = [], []
     with torch.no_grad():
         for cam in cams:
             origins, directions = camera_rays(cam.to(aabb.device))
             out = render_rays(
-                fn, origins, directions, aabb=aabb, n_samples=n_samples, background=background
+                fn,
+                origins,
+                directions,
+                aabb=aabb,
+                n_samples=n_samples,
+                background=background,
+                occupancy=grid,
             )
             rgbs.append(out["rgb"].reshape(cam.height, cam.width, 3))
             opacities.append(out["opacity"].reshape(cam.height, cam.width))

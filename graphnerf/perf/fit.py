@@ -74,6 +74,7 @@ def bench_fit(
     n_samples: int = 128,
     seed: int = 0,
     scenes: str = "procedural",
+    overrides: Sequence[str] = (),
 ) -> dict:
     """Fit fresh fields to benchmark scenes and evaluate them.
 
@@ -81,8 +82,14 @@ def bench_fit(
     ``n_sequential`` scenes); entries > 1 mean one :func:`~graphnerf.fit.distill_batch` call of
     that many fields. Scene ``i`` of a run is :func:`bench_scene` ``(i, seed, scenes)``, field ``i`` is
     ``build_field(arch, seed=seed * 1000 + i)``, and the point draws use
-    ``torch.Generator().manual_seed(seed)``.
+    ``torch.Generator().manual_seed(seed)``. ``overrides`` are Hydra overrides of the ``fit``
+    config (e.g. ``fit.distill.common.steps=500``), for trade-off curves.
     """
+    cfg = None
+    if overrides:
+        from ..config import load_config
+
+        cfg = load_config("fit/default", list(overrides))
     rows = []
     for arch in archs:
         for k in batch_sizes:
@@ -94,9 +101,9 @@ def bench_fit(
             t0, c0 = time.perf_counter(), time.process_time()
             if k == 1:
                 for f, s in zip(fields, scene_list, strict=True):
-                    distill(f, s, steps=steps, generator=gen)
+                    distill(f, s, steps=steps, cfg=cfg, generator=gen)
             else:
-                distill_batch(fields, scene_list, steps=steps, generator=gen)
+                distill_batch(fields, scene_list, cfg=cfg, steps=steps, generator=gen)
             per_nerf = (time.perf_counter() - t0) / n
             cpu_per_nerf = (time.process_time() - c0) / n
             evals = [
@@ -132,6 +139,7 @@ def bench_fit(
     return {
         "scene_source": scenes,
         "steps": steps if steps is not None else "config default",
+        "overrides": list(overrides),
         "image_size": image_size,
         "n_samples": n_samples,
         "seed": seed,
@@ -167,7 +175,8 @@ def add_speedups(rows: list[dict]) -> None:
 
 def format_table(res: dict) -> str:
     lines = [
-        f"{res['scene_source']} scenes, steps {res['steps']}, eval {res['image_size']}x{res['image_size']} x {res['n_samples']} "
+        f"{res['scene_source']} scenes, steps {res['steps']}, "
+        f"overrides {' '.join(res.get('overrides', [])) or 'none'}, eval {res['image_size']}x{res['image_size']} x {res['n_samples']} "
         f"samples, seed {res['seed']}, {res['threads']} threads, torch {res['torch']}, "
         f"1-min load average before / after {res['load_average_before_after'][0][0]:.1f} / "
         f"{res['load_average_before_after'][1][0]:.1f}",
@@ -189,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenes", choices=SCENE_SOURCES, default="procedural")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="Hydra override of the fit config, repeatable (fit.distill.common.steps=500)",
+    )
     p.add_argument("--out", default="bench_out/fit.json")
     a = p.parse_args(argv)
     if a.threads:
@@ -196,7 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     print(HEADER)
     res = bench_fit(
-        a.archs, a.batch_sizes, a.sequential, a.steps, a.size, a.samples, a.seed, a.scenes
+        a.archs,
+        a.batch_sizes,
+        a.sequential,
+        a.steps,
+        a.size,
+        a.samples,
+        a.seed,
+        a.scenes,
+        a.override,
     )
     res["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
     add_speedups(res["rows"])
