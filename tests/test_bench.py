@@ -123,6 +123,7 @@ def test_benchmark_writes_every_contract_key(bench_run: dict) -> None:
         keys += [f"classification.per_arch.{a}" for a in test_archs]
         keys += [f"retrieval.recall_at_1.{p}" for p in pairs]
         keys += [f"retrieval.recall_at_5.{p}" for p in pairs]
+        keys += [f"retrieval.recall_at_1_other_rotation.{p}" for p in pairs]
         for k in keys:
             _get(r, k)
         for k in ["classification.seen", "classification.unseen", "retrieval.mean_recall_at_1"]:

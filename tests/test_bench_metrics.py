@@ -127,6 +127,29 @@ def test_protocol_scores_an_informative_representation_high_and_noise_at_chance(
     assert res_n["retrieval"]["mean_recall_at_1"] < 0.5
 
 
+def test_other_rotation_recall_separates_pose_from_identity() -> None:
+    """An embedding of (object, rotation) — what a functional probe sees — retrieves the same
+    pose across archs perfectly but the object's other rotations only by chance."""
+    classes = ["c0", "c1"]
+    recs = _records(2, ["mlp"], "train", classes) + _records(6, ["mlp", "hash"], "test", classes)
+    for r in recs:
+        r["rotation"] = [1.0, 0, 0, 0] if "_0_" in r["id"] else [0.0, 1, 0, 0]
+    rng = np.random.default_rng(2)
+    pose_code: dict = {}
+    z = np.stack(
+        [
+            pose_code.setdefault((r["object"], tuple(r["rotation"])), rng.normal(size=32))
+            + 0.01 * rng.normal(size=32)
+            for r in recs
+        ]
+    )
+    res, _ = evaluate_embeddings(recs, z, seen_archs=["mlp"], cfg=CFG, seed=0)
+    rt = res["retrieval"]
+    assert rt["mean_recall_at_1"] == 1.0
+    assert rt["recall_at_1_other_rotation"]["mlp->hash"] < 0.5
+    assert rt["across_rotations"]["mlp"] < 0.5
+
+
 def test_held_out_family_is_reported() -> None:
     classes = ["c0", "c1"]
     recs = _records(4, ["mlp"], "train", classes) + _records(4, ["mlp", "hash"], "test", classes)

@@ -80,6 +80,20 @@ def random_init_like(encoder: Encoder, seed: int = 0) -> Encoder:
     return build_encoder(dict(encoder.config or {}), heads, seed=seed, name=encoder.name)
 
 
+def _describe(encoder: Encoder, path: str) -> str:
+    """``gmn, 1.2M parameters, step 300 of path`` (what is known of an encoder)."""
+    parts = [str(getattr(encoder, "name", "model"))]
+    module = getattr(encoder, "module", None)
+    if module is not None:
+        parts.append(f"{sum(p.numel() for p in module.parameters()):,} parameters")
+    step = (getattr(encoder, "meta", None) or {}).get("step")
+    if step is not None:
+        parts.append(f"step {step}")
+    if path:
+        parts.append(f"`{path}`")
+    return ", ".join(parts)
+
+
 def zoo_summary(
     zoo: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -216,7 +230,7 @@ def run_benchmark(
     reps["model"] = {
         "embeddings": z_model.numpy(),
         "errors": rotation_errors(encoder, root, test, pairs, bs, cache_dir),
-        "kind": str(getattr(encoder, "name", "model")),
+        "kind": _describe(encoder, ckpt_path),
     }
     base_cfg = cfg.get("baselines", {})
     if base_cfg.get("random_init", True):
@@ -248,7 +262,7 @@ def run_benchmark(
                 show_progress=show_progress,
             ).numpy(),
             "errors": rotation_errors(benc, root, test, pairs, bs, cache_dir),
-            "kind": f"{getattr(benc, 'name', 'model')} ({b_path or 'given'})",
+            "kind": _describe(benc, b_path),
             "checkpoint": b_path,
             "checkpoint_hash": getattr(benc, "checkpoint_hash", None),
         }

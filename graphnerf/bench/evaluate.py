@@ -13,6 +13,10 @@ by construction. Protocols:
   left out of the gallery, so the only positives are the object's other rotations (retrieval
   across rotations). ``mean_recall_at_1`` / ``mean_recall_at_5`` = mean over the ordered pairs
   ``q != g`` of ``mlp``, ``triplane``, ``hash`` present (cross-architecture retrieval).
+  ``recall_at_1_other_rotation`` / ``mean_recall_at_1_other_rotation``: the same with every NeRF
+  of the query's object *under the query's rotation* left out of the gallery, so only a
+  rotation-invariant representation can hit (the functional probe, which compares what the
+  fields compute at fixed points, scores high on ``mean_recall_at_1`` and low here).
 * **held_out_family**: for each family (mlp, triplane, hash) none of the training architectures
   belongs to, the MLP probe's mean accuracy over its test architectures and the mean recall@1
   over the cross-architecture pairs that involve one of them.
@@ -20,6 +24,7 @@ by construction. Protocols:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -126,6 +131,9 @@ def evaluate_embeddings(
     recall: dict[int, dict[str, float | None]] = {k: {} for k in ks}
     n_queries: dict[str, int] = {}
     chance: dict[str, float | None] = {}
+    other_rot: dict[str, float | None] = {}
+    # (object, rotation): NeRFs of one object under one rotation, whatever the arch
+    pose = np.array([f"{r['object']}|{json.dumps(list(r['rotation']))}" for r in records])
     r1 = np.full((len(test_archs), len(test_archs)), np.nan)
     for i, qa in enumerate(test_archs):
         qm = te & (arch == qa)
@@ -151,6 +159,19 @@ def evaluate_embeddings(
             for k in ks:
                 recall[k][key] = float(hits[k].sum()) / n if n else None
             r1[i, j] = recall[ks[0]][key] if recall[ks[0]][key] is not None else np.nan
+            # the same pair with the query's own rotation left out of the gallery: positives are
+            # the object's NeRFs under other rotations only (rotation-invariant retrieval)
+            h_rot, v_rot = retrieval_hits(
+                emb[qm],
+                emb[gm],
+                obj[qm].tolist(),
+                obj[gm].tolist(),
+                (ks[0],),
+                pose[qm].tolist(),
+                pose[gm].tolist(),
+            )
+            n_rot = int(v_rot.sum())
+            other_rot[key] = float(h_rot[ks[0]].sum()) / n_rot if n_rot else None
 
     def mean_pairs(
         k: int, archs: Sequence[str], involve: Sequence[str] | None = None
@@ -171,6 +192,10 @@ def evaluate_embeddings(
             "mean_recall_at_5": mean_pairs(5, train_present) if 5 in recall else None,
             "chance_mean_recall_at_1": _mean(
                 [chance[f"{q}->{g}"] for q in train_present for g in train_present if q != g]
+            ),
+            "recall_at_1_other_rotation": other_rot,
+            "mean_recall_at_1_other_rotation": _mean(
+                [other_rot[f"{q}->{g}"] for q in train_present for g in train_present if q != g]
             ),
             "cross_arch_mean_recall_at_1": mean_pairs(1, test_archs) if 1 in recall else None,
             "across_rotations": {a: recall[ks[0]][f"{a}->{a}"] for a in test_archs},
