@@ -1,6 +1,6 @@
 """graphnerf: weight-space learning on neural radiance fields of many architectures.
 
-Public API (DESIGN.md §2): ``ZOO``, ``build_field``, ``save_field``, ``load_field``, ``io``,
+Public API (data flow and layout: docs/design.md): ``ZOO``, ``build_field``, ``save_field``, ``load_field``, ``io``,
 ``to_graph``, ``from_graph``, and the field / spec classes.
 """
 

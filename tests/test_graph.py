@@ -1,4 +1,4 @@
-"""Parameter graphs (DESIGN §4): closed-form sizes, exact round trips, symmetry, schema, errors."""
+"""Parameter graphs (docs/graph-schema.md): closed-form sizes, exact round trips, symmetry, schema, errors."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The README's code runs as written.
+"""The README's (and docs/'s) code runs as written.
 
-* every ```python block of README.md is run as a script in a fresh temporary folder (one thread,
+* every ```python block of README.md and docs/*.md is run as a script in a fresh temporary folder (one thread,
   a separate process, nothing prepared beforehand: a snippet that reads a file writes it itself);
   a block preceded by ``<!-- slow-snippet -->`` runs only with ``pytest -m slow``;
 * every ``graphnerf ...`` command the README shows (in shell blocks and inline) names a real
@@ -23,14 +23,16 @@ import pytest
 import graphnerf
 from graphnerf.cli import build_parser, main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 SLOW_MARK = "<!-- slow-snippet -->"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
-def _blocks(lang: str) -> list[tuple[int, str, bool]]:
-    """``(line number, code, slow)`` of each fenced block of language ``lang``."""
-    text = README.read_text()
+def _blocks(lang: str, path: Path = README) -> list[tuple[int, str, bool]]:
+    """``(line number, code, slow)`` of each fenced block of language ``lang`` in ``path``."""
+    text = path.read_text()
     out = []
     for m in FENCE.finditer(text):
         if m.group(1) != lang:
@@ -43,8 +45,9 @@ def _blocks(lang: str) -> list[tuple[int, str, bool]]:
 
 def _params(lang: str) -> list:
     return [
-        pytest.param(code, id=f"line{line}", marks=[pytest.mark.slow] if slow else [])
-        for line, code, slow in _blocks(lang)
+        pytest.param(code, id=f"{path.name}:{line}", marks=[pytest.mark.slow] if slow else [])
+        for path in (README, *DOCS)
+        for line, code, slow in _blocks(lang, path)
     ]
 
 

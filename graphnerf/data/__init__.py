@@ -1,5 +1,5 @@
 """Zoo generation: the plan (objects x rotations x archs, splits by object), fitting in batches,
-the manifest (``manifest.jsonl``) and summaries. See DESIGN §6 for the folder layout.
+the manifest (``manifest.jsonl``) and summaries. See docs/zoo-format.md for the folder layout.
 
 * :func:`load_zoo_config` / :class:`ZooConfig`: ``configs/data/*.yaml`` composed and validated;
 * :func:`make_plan`: every NeRF job, deterministic in every process;

@@ -1,4 +1,4 @@
-"""``manifest.jsonl``: one JSON line per finished NeRF of a zoo (DESIGN §6).
+"""``manifest.jsonl``: one JSON line per finished NeRF of a zoo (docs/zoo-format.md).
 
 A line holds the NeRF's identity — ``id``, ``object``, ``class``, ``arch``, ``rotation`` (unit
 quaternion ``[w, x, y, z]``), ``split``, ``file`` (path of its ``.safetensors`` relative to the zoo

@@ -1,6 +1,6 @@
 """`GraphZooDataset`: the NeRFs of a zoo folder as parameter graphs (PyG ``Dataset``).
 
-A zoo folder (DESIGN §6) holds ``manifest.jsonl`` — one JSON object per NeRF with at least
+A zoo folder (docs/zoo-format.md) holds ``manifest.jsonl`` — one JSON object per NeRF with at least
 ``id``, ``file`` (path of its ``.safetensors`` relative to the folder), ``arch``, ``class``,
 ``split``, ``object``, ``rotation`` (quaternion wxyz) — and the NeRF files.
 

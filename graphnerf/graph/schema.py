@@ -1,4 +1,4 @@
-"""The parameter-graph schema shared by every architecture (DESIGN §4, contract).
+"""The parameter-graph schema shared by every architecture (contract; summary in docs/graph-schema.md).
 
 A NeRF becomes one :class:`torch_geometric.data.Data` whose *edges carry the parameters*: every
 trainable scalar of the field is exactly one edge, its value the edge feature. Nodes carry only

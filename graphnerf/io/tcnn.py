@@ -11,7 +11,7 @@ holding such tcnn modules, so its keys are:
 * hash grid (gmnerf ``HashGridRadianceField``): ``encoding.params`` (a HashGrid
   ``tcnn.Encoding``) and ``mlp_base.params``.
 
-Layouts (DESIGN §3): ``mlp_base.params`` is every [out, in] matrix of the FullyFusedMLP, in layer
+Layouts: ``mlp_base.params`` is every [out, in] matrix of the FullyFusedMLP, in layer
 order, each flattened row-major (row = output neuron), at the padded widths of
 :attr:`FieldSpec.mlp_widths`; a hash grid's ``encoding.params`` is level-major, then entry, then
 feature (``HashGridField.table.reshape(-1)``).
