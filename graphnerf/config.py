@@ -7,6 +7,7 @@ there) so that an installed package finds them too.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,9 +51,25 @@ def load_config_checked(
         return load_config(name, list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        unknown = re.search(r"Could not override '([^']+)'", msg)
+        if unknown:  # a misspelt key: name it and the keys that exist at its level
+            msg = f"unknown key {unknown.group(1)!r}" + _known_keys(name, unknown.group(1))
         raise error(
             f"{what} {name} with overrides {list(overrides)}: {msg or type(e).__name__}"
         ) from e
+
+
+def _known_keys(name: str, key: str) -> str:
+    """``"; expected one of [...]"``: the keys of config ``name`` beside ``key`` (dotted)."""
+    from omegaconf import OmegaConf
+
+    try:
+        parent = ".".join(key.split(".")[:-1])
+        node = load_config(name)
+        node = OmegaConf.select(node, parent) if parent else node
+        return f"; expected one of {sorted(node.keys())}" if isinstance(node, DictConfig) else ""
+    except Exception:  # the hint is best effort; the error itself is already clear
+        return ""
 
 
 def dataclass_from_mapping(cls: type[D], d: Mapping[str, Any], what: str) -> D:
