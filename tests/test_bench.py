@@ -277,3 +277,42 @@ def test_arch_the_model_cannot_read(tmp_path: Path, capsys) -> None:
     )
     msg = capsys.readouterr().err.strip()
     assert "cannot read arch 'mlp_128_width'" in msg and "\n" not in msg
+
+
+def test_benchmark_from_an_embeddings_file_gives_the_same_numbers(bench_run: dict) -> None:
+    """`graphnerf embed --split all` then `benchmark --embeddings`: the model's numbers are those
+    of the run that embedded the zoo itself (the file is read, not recomputed)."""
+    tmp, zoo, ckpt = bench_run["tmp"], bench_run["zoo"], bench_run["ckpt"]
+    f = tmp / "all.safetensors"
+    assert (
+        main(["embed", str(ckpt), str(zoo), "--split", "all", "--out", str(f), "--no-progress"])
+        == 0
+    )
+    out = tmp / "from_file"
+    off = [
+        "baselines.random_init=false",
+        "baselines.functional_probe.enabled=false",
+        "report.enabled=false",
+    ]
+    assert (
+        main(
+            [
+                "benchmark",
+                str(ckpt),
+                str(zoo),
+                *FAST,
+                *off,
+                "--embeddings",
+                str(f),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((bench_run["out"] / "results.json").read_text())
+    assert a["baselines"] == {}
+    for k in ("classification", "retrieval", "held_out_family"):
+        assert a[k] == b[k], k
