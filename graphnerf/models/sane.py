@@ -35,6 +35,41 @@ and their dropout mask (on the 8-sequence benchmark batch the attention took 2.6
 most of the 1.1 GB of saved activations). ``dropout`` still regularises the residual branches
 and the feed-forward hidden layer. ``bf16=True`` runs the transformers under bfloat16 autocast
 (the residual streams and the losses stay float32).
+
+Why SANE memorised the geometry probes (issue #13, item 7)
+----------------------------------------------------------
+On the blob-centre probes of :mod:`graphnerf.probes` (64 training and 32 held-out fields, the
+blob in the grid, the fields' small MLP heads left at their random initialisation) the default
+encoder + a linear head fitted the training centres and not the held-out ones. Measured with
+``graphnerf.probes.runner.run_probe`` (Adam, lr 1e-3, batch 16, seed 0, one thread; ``P`` points
+per field; "fixed": one point set for every field and step, no augmentation, the old use):
+
+=========================================================  =====  =====  ========  ========
+setting (dense_hash unless said)                            P      steps  train R2  held-out
+=========================================================  =====  =====  ========  ========
+default net, fixed points                                   64     200    0.838     -0.324
+default net, fixed points                                   128    400    0.995     0.849
+default net, fixed points, MLP tokens removed               128    400    0.998     0.966
+embed_std 0.02 + Fourier xyz (4 octaves) + no n/k index     128    400    0.994     -0.614
+embeddings on grid tokens, fresh points every step
+the same, MLP tokens removed                                128    400    0.918     0.875
+default net, fresh points + the YAML's augmentations        128    400    0.916     0.913
+=========================================================  =====  =====  ========  ========
+
+The cause is the MLP tokens: each field's MLP head is a different random draw, so its few MLP
+tokens (5 for the probe's 16-neuron head) are a per-field fingerprint, and attention reads it
+to recall the training targets. Removing them alone turns memorisation (held-out 0.849,
+-0.324 with 64 points) into generalisation (0.966) with the fixed point set, the linear xyz
+encoding, the n / l / k tables and 1.1 M parameters for 64 fields all unchanged, so none of those
+is the cause; changing them (small embedding init, Fourier xyz, no index embeddings on grid
+tokens) did not help (0.875 vs 0.966 without MLP tokens) and with MLP tokens present still
+memorised (-0.614) even with fresh points every step. The network is therefore left as the study
+built it. The fix is in the default pipeline (``configs/model/sane.yaml``): every training batch
+draws fresh points (``tokens.resample: true``) and applies the study's augmentations
+(``augment``: a random permutation of the hidden neurons, which reshuffles the MLP rows between
+tokens, and 10 % multiplicative token noise), so the MLP tokens stop being a fingerprint; train
+and held-out R^2 then agree (0.916 / 0.913 at 400 steps). :class:`graphnerf.probes.sane.SANEProbe`
+trains this way.
 """
 
 from __future__ import annotations

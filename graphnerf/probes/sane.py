@@ -4,9 +4,11 @@ The network and the tokenizer are the defaults of ``configs/model/sane.yaml`` (`
 change the network for ablations). Points: while the module is in training mode every call to
 :meth:`SANEProbe.embed` (one training batch) tokenises its fields at a fresh draw of
 ``n_points`` uniform points when the tokenizer's ``resample`` is on (the default; the same draw
-for every field of the batch, as ``sampling: same`` shares points between views); in eval mode,
+for every field of the batch, as ``sampling: same`` shares points between views), and the
+training augmentations of the YAML's ``augment`` block are applied as in SANE training (a
+random permutation of every field's hidden neurons, multiplicative token noise); in eval mode,
 and always when ``resample`` is off, every field is read at one fixed point set drawn from
-``point_seed``. The trained parameters are the encoder's and the attention pooling's (the
+``point_seed``, without augmentation. The trained parameters are the encoder's and the attention pooling's (the
 decoder, projection and rotation head take no part in ``embed``).
 """
 
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 from ..config import load_config
 from ..fields import RadianceField
 from ..models.sane import SANEConfig
-from ..tokens import Tokenizer
+from ..tokens import Tokenizer, multiplicative_noise, permute_hidden_neurons
 from ..tokens.tokenizer import collate
 
 __all__ = ["SANEProbe"]
@@ -36,6 +38,7 @@ class SANEProbe:
         seed: seed of the per-batch training draws.
         overrides: :class:`SANEConfig` fields replacing the YAML's (ablations).
         token_overrides: :class:`Tokenizer` fields replacing the YAML's (e.g. ``n_points``).
+        augment: apply the YAML's ``augment`` block while training (True) or not (False).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class SANEProbe:
         seed: int = 0,
         overrides: Mapping[str, Any] | None = None,
         token_overrides: Mapping[str, Any] | None = None,
+        augment: bool = True,
     ) -> None:
         cfg = load_config("model/sane").model
         self.tokenizer = dataclasses.replace(
@@ -57,6 +61,9 @@ class SANEProbe:
         self.embedding_dim = self.autoencoder.embedding_dim
         self.points = self.tokenizer.sample(torch.Generator().manual_seed(point_seed))[0]
         self.generator = torch.Generator().manual_seed(seed)
+        aug = cfg.augment
+        self.permute_mlp = bool(augment and aug.permute_mlp)
+        self.noise_std = float(aug.noise_std) if augment else 0.0
 
     def prepare(self, fields: Sequence[RadianceField]) -> list[RadianceField]:
         """Fields are tokenised per batch (the points change while training)."""
@@ -64,7 +71,13 @@ class SANEProbe:
 
     def embed(self, items: Sequence[RadianceField]) -> Tensor:
         """``[B, d_latent]`` embeddings of fields (fresh points per call while training)."""
-        pts = self.points
-        if self.module.training and self.tokenizer.resample:
-            pts = self.tokenizer.sample(self.generator)[0]
-        return self.autoencoder.embed(collate([self.tokenizer(f, pts) for f in items]))
+        if not self.module.training:
+            return self.autoencoder.embed(collate([self.tokenizer(f, self.points) for f in items]))
+        pts = self.tokenizer.sample(self.generator)[0] if self.tokenizer.resample else self.points
+        gen = self.generator
+        if self.permute_mlp:
+            items = [permute_hidden_neurons(f, gen) for f in items]
+        seqs = [self.tokenizer(f, pts) for f in items]
+        if self.noise_std > 0:
+            seqs = [multiplicative_noise(s, self.noise_std, gen) for s in seqs]
+        return self.autoencoder.embed(collate(seqs))

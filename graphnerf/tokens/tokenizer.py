@@ -306,6 +306,11 @@ class Tokenizer:
         oversample: pool factor of ``"subsample"``.
         include_padded_outputs: also tokenise tcnn's padded output rows (default False: they
             never influence the field).
+        resample: a flag for the training loops that use this tokenizer: draw fresh points
+            for every training batch (an augmentation: the model never sees one point set
+            twice, so it cannot tie a token's index to a place or memorise a field by the
+            values at fixed points) and read fixed points only for evaluation. See
+            :mod:`graphnerf.models.sane` for the measurement behind the default (True).
     """
 
     n_points: int = 380
@@ -315,6 +320,7 @@ class Tokenizer:
     sampling: str = "same"
     oversample: int = 4
     include_padded_outputs: bool = False
+    resample: bool = True
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_MODES:
