@@ -210,6 +210,9 @@ def test_bad_inputs_are_one_line_errors(bench_run: dict, tmp_path: Path, capsys)
     assert "not a graphnerf encoder checkpoint" in err(
         ["embed", str(junk), str(zoo), "--out", str(tmp_path / "e.safetensors")]
     )
+    assert "unknown key 'classification.mlp.epoch'" in err(
+        ["benchmark", str(ckpt), str(zoo), "classification.mlp.epoch=3", "--out", str(tmp_path)]
+    )
     no_test = _write_zoo(tmp_path / "notest", {"train": ("mlp",)}, {"train": 1}, ("lamp",))
     assert "no 'test' split" in err(
         ["benchmark", str(ckpt), str(no_test), "--out", str(tmp_path / "o")]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_text
-from ..config import load_config
+from ..config import load_config_checked
 from .embed import (
     Encoder,
     _load_field,
@@ -51,7 +51,9 @@ def load_bench_config(overrides: Sequence[str] = (), name: str = "default") -> d
     """``configs/bench/<name>.yaml`` with Hydra overrides, as a plain dict."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(load_config(f"bench/{name}", overrides), resolve=True)
+    cfg = OmegaConf.to_container(
+        load_config_checked(f"bench/{name}", overrides, what="benchmark config"), resolve=True
+    )
     assert isinstance(cfg, dict)
     return cfg
 

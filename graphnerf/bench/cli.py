@@ -115,5 +115,10 @@ def add_bench_parsers(sub: argparse._SubParsersAction) -> None:
         "--embeddings", help="reuse a `graphnerf embed --split all` file of this checkpoint"
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
-    b.add_argument("overrides", nargs="*", help="key=value of configs/bench/default.yaml")
+    b.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value of configs/bench/default.yaml, written right after ZOO (argparse "
+        "cannot interleave them with options), e.g. classification.mlp.epochs=50",
+    )
     b.set_defaults(func=_cmd_benchmark)
