@@ -174,6 +174,7 @@ def _cmd_fit_mesh(args: argparse.Namespace) -> int:
     from .data import fit_mesh, load_zoo_config
 
     cfg = load_zoo_config(args.overrides, args.config)
+    print(f"up axis       {_up_axis_note(args.mesh, args.up)}")
     meta = fit_mesh(
         args.mesh,
         arch=args.arch,
@@ -198,6 +199,18 @@ def _cmd_fit_mesh(args: argparse.Namespace) -> int:
         f"fit           {meta['steps']} steps, {meta['seconds']:.1f} s, final loss {meta['loss']:.4g}"
     )
     return 0
+
+
+def _up_axis_note(mesh: str, up: str | None) -> str:
+    """Which axis fit-mesh stands the mesh on, and why (given / registry / format convention)."""
+    from .scenes import REAL_MESHES, default_up
+
+    if up is not None:
+        return f"{up} (--up)"
+    if not Path(mesh).exists() and mesh in REAL_MESHES:
+        return f"{REAL_MESHES[mesh].up} (the packaged mesh's)"
+    suffix = Path(mesh).suffix.lower() or "(no suffix)"
+    return f"{default_up(mesh)} (the {suffix} convention; --up y / --up z if it lies on its side)"
 
 
 def _cmd_zoo_info(args: argparse.Namespace) -> int:

@@ -286,3 +286,12 @@ def test_console_script_help():
     )
     for sub in ("demo", "info", "render", "graph", "generate", "fit-mesh", "zoo-info", "scenes"):
         assert sub in r.stdout
+
+
+def test_fit_mesh_says_which_up_axis_and_why():
+    from graphnerf.cli import _up_axis_note
+
+    assert _up_axis_note("scan.OBJ", None).startswith("y (the .obj convention")
+    assert _up_axis_note("part.stl", None).startswith("z (the .stl convention")
+    assert _up_axis_note("duck", None) == "y (the packaged mesh's)"
+    assert _up_axis_note("scan.obj", "z") == "z (--up)"
