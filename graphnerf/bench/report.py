@@ -43,29 +43,36 @@ def _fmt(v: Any, pct: bool = True) -> str:
 
 
 def plot_tsne(
-    z: np.ndarray, classes: Sequence[str], archs: Sequence[str], seed: int, path: Path
+    embeddings: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    archs: Sequence[str],
+    seed: int,
+    path: Path,
 ) -> str:
-    """t-SNE of ``z [N, D]`` (cosine metric), coloured by class (left) and architecture (right)."""
+    """t-SNE (cosine metric) of each representation's ``[N, D]`` test embeddings, one row each,
+    coloured by class (left) and by architecture (right)."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
-    n = len(z)
-    perplexity = float(max(2.0, min(30.0, (n - 1) / 3.0)))
-    xy = TSNE(
-        2, perplexity=perplexity, init="pca", random_state=seed, metric="cosine"
-    ).fit_transform(np.asarray(z, dtype=np.float64))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for ax, labels, title in ((axes[0], classes, "class"), (axes[1], archs, "architecture")):
-        names = list(dict.fromkeys(labels))
-        cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-        lab = np.asarray(labels)
-        for i, name in enumerate(names):
-            m = lab == name
-            ax.scatter(xy[m, 0], xy[m, 1], s=18, color=cmap(i % cmap.N), label=name, alpha=0.85)
-        ax.set_title(f"t-SNE of test embeddings, by {title}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(fontsize=7, loc="best", markerscale=0.8)
+    rows = list(embeddings.items())
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4.8 * len(rows)), squeeze=False)
+    for r, (rep, z) in enumerate(rows):
+        n = len(z)
+        perplexity = float(max(2.0, min(30.0, (n - 1) / 3.0)))
+        xy = TSNE(
+            2, perplexity=perplexity, init="pca", random_state=seed, metric="cosine"
+        ).fit_transform(np.asarray(z, dtype=np.float64))
+        for ax, labels, title in ((axes[r][0], classes, "class"), (axes[r][1], archs, "arch")):
+            names = list(dict.fromkeys(labels))
+            cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+            lab = np.asarray(labels)
+            for i, name in enumerate(names):
+                m = lab == name
+                ax.scatter(xy[m, 0], xy[m, 1], s=18, color=cmap(i % cmap.N), label=name, alpha=0.85)
+            ax.set_title(f"{rep}: t-SNE of test embeddings, by {title}", fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.legend(fontsize=7, loc="best", markerscale=0.8)
     return _save(fig, path)
 
 
@@ -252,7 +259,10 @@ def write_report(
     classes = [str(records[i]["class"]) for i in te]
     archs = [str(records[i]["arch"]) for i in te]
     if len(te) >= 5:
-        plots["tsne"] = plot_tsne(z[te], classes, archs, seed, out_dir / "tsne.png")
+        shown = {"model": z[te]}
+        if "functional_probe" in reps:  # the bar, for comparison
+            shown["functional_probe"] = np.asarray(reps["functional_probe"]["embeddings"])[te]
+        plots["tsne"] = plot_tsne(shown, classes, archs, seed, out_dir / "tsne.png")
     plots["confusion"] = plot_confusion(
         ext["confusion"],
         ext["classes"],
@@ -353,7 +363,8 @@ def write_report(
         "",
     ]
     captions = {
-        "tsne": "t-SNE of the model's test embeddings, by class (left) and by architecture (right)",
+        "tsne": "t-SNE of the test embeddings, by class (left) and by architecture (right); "
+        "model, then the functional probe",
         "confusion": "confusion matrix of the MLP probe (test split, all architectures)",
         "recall": "recall@1 over (query arch, gallery arch) pairs, model and baselines",
         "rotation": "rotation error histogram",
