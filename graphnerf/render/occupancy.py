@@ -173,16 +173,27 @@ def _dilate(bits: Tensor, cells: int) -> Tensor:
     return grown[0, 0] > 0
 
 
-def occupied_at(bits: Tensor, aabb: Tensor, x: Tensor) -> Tensor:
+def occupied_at(bits: Tensor, aabb: Tensor, x: Tensor, inside: bool = False) -> Tensor:
     """Whether points ``x [N, 3]`` lie in occupied cells of ``bits [res, res, res]`` over
-    ``aabb [6]``; points outside the box count as occupied (nothing is known there). ``bool [N]``."""
-    res = torch.tensor(bits.shape, device=x.device)
+    ``aabb [6]``; points outside the box count as occupied (nothing is known there). ``bool [N]``.
+
+    ``inside=True`` promises that every point is in the box (up to rounding: stray points take
+    the nearest cell) and skips the outside test, which costs as much as the lookup.
+    """
     lo, hi = aabb[:3].to(x), aabb[3:].to(x)
-    u = (x - lo) / (hi - lo)
-    outside = ((u < 0) | (u > 1)).any(dim=-1)
-    ijk = (u * res).long().clamp_(min=torch.zeros_like(res), max=res - 1)
+    res = bits.shape
+    scale = torch.tensor(res, dtype=x.dtype, device=x.device) / (hi - lo)
+    small = res[0] * res[1] * res[2] < 2**31
+    ijk = torch.floor((x - lo) * scale).to(torch.int32 if small else torch.int64)
+    if not inside:
+        limit = torch.tensor(res, dtype=ijk.dtype, device=x.device)
+        outside = ((ijk < 0) | (ijk >= limit)).any(dim=-1)
+    ijk[:, 0].clamp_(0, res[0] - 1)
+    ijk[:, 1].clamp_(0, res[1] - 1)
+    ijk[:, 2].clamp_(0, res[2] - 1)
     flat = (ijk[:, 0] * res[1] + ijk[:, 1]) * res[2] + ijk[:, 2]
-    return bits.reshape(-1)[flat] | outside
+    occupied = bits.reshape(-1)[flat]
+    return occupied if inside else occupied | outside
 
 
 class OccupancyGrid(nn.Module):
@@ -298,16 +309,25 @@ def grid_for(
     resolution: int = DEFAULT_RESOLUTION,
     tolerance: float = DEFAULT_TOLERANCE,
     dilation: int = 1,
+    n_jitter: int = 0,
 ) -> OccupancyGrid:
     """An up-to-date :class:`OccupancyGrid` of ``fn`` over ``aabb [6]``.
 
     For an ``nn.Module`` the grid is built once and reused for as long as the module's
     parameters and buffers are unchanged (so the views of one field share one grid); any other
-    callable gets a fresh grid (nothing tells when it changes).
+    callable gets a fresh grid (nothing tells when it changes). Jitter points, if any, come from
+    a generator seeded with 0, so the grid is deterministic.
     """
     box = aabb.detach()
+
+    def build() -> OccupancyGrid:
+        gen = torch.Generator(box.device).manual_seed(0) if n_jitter else None
+        return OccupancyGrid(box, resolution).update(
+            fn, tolerance, dilation, n_jitter=n_jitter, generator=gen
+        )
+
     if not isinstance(fn, nn.Module):
-        return OccupancyGrid(box, resolution).update(fn, tolerance, dilation)
+        return build()
     key = (
         tuple(box.tolist()),
         str(box.device),
@@ -315,11 +335,12 @@ def grid_for(
         int(resolution),
         float(tolerance),
         int(dilation),
+        int(n_jitter),
         _fingerprint(fn),
     )
     cached = _GRIDS.get(fn)
     if cached is not None and cached[0] == key:
         return cached[1]
-    grid = OccupancyGrid(box, resolution).update(fn, tolerance, dilation)
+    grid = build()
     _GRIDS[fn] = (key, grid)
     return grid

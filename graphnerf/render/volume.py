@@ -188,6 +188,7 @@ def _march(
     directions: Tensor,
     edges: Tensor,
     grid: OccupancyGrid,
+    render_box: Tensor,
     background: Tensor,
     chunk: int,
     early_stop: float,
@@ -204,7 +205,9 @@ def _march(
     depth = torch.zeros(n_rays, dtype=dtype, device=device)
     tau = torch.zeros(n_rays, dtype=dtype, device=device)  # optical depth marched so far
     alive = torch.arange(n_rays, device=device)
-    bits, box = grid.bits.to(device), grid.aabb.to(device)
+    bits, box = grid.bits.to(device), grid.aabb.to(device, dtype)
+    # bins never leave the render box; when that lies in the grid's box, skip the outside test
+    inside = bool((render_box[:3] >= box[:3]).all() and (render_box[3:] <= box[3:]).all())
     for s0 in range(0, n_bins, segment):
         bar.update(1)
         if alive.numel() == 0:
@@ -215,7 +218,7 @@ def _march(
         n_alive, k = t_mid.shape
         points = origins[alive, None, :] + directions[alive, None, :] * t_mid[..., None]
         points = points.reshape(-1, 3)
-        packed = torch.nonzero(occupied_at(bits, box, points)).squeeze(-1)  # flat [ray, bin]
+        packed = torch.nonzero(occupied_at(bits, box, points, inside)).squeeze(-1)  # [ray, bin]
         sigma = torch.zeros(n_alive * k, dtype=dtype, device=device)
         rgb = torch.zeros(n_alive * k, 3, dtype=dtype, device=device)
         if packed.numel():
@@ -249,7 +252,7 @@ def render_rays(
     background: Tensor | float | Sequence[float] = 1.0,
     chunk: int = 65536,
     generator: torch.Generator | None = None,
-    occupancy: OccupancyGrid | None = None,
+    occupancy: OccupancyGrid | bool | None = None,
     early_stop: float = 1e-4,
     segment: int = 16,
     progress: bool = False,
@@ -283,7 +286,10 @@ def render_rays(
         generator: optional ``torch.Generator`` for ``perturb``. Perturbed samples depend on
             ``chunk`` (random numbers are drawn per ray group).
         occupancy: an :class:`~graphnerf.render.occupancy.OccupancyGrid` of ``fn`` (see
-            :meth:`~graphnerf.render.occupancy.OccupancyGrid.update`); None renders every bin.
+            :meth:`~graphnerf.render.occupancy.OccupancyGrid.update`); True: the grid
+            :func:`~graphnerf.render.occupancy.grid_for` gives for ``fn`` and the render box
+            (cached for an ``nn.Module``, else built on each call); None or False renders every
+            bin (the default: the training losses differentiate every sample).
         early_stop: transmittance below which a ray stops (skipping path only; 0 never stops).
         segment: bins marched per step of the skipping path (>= 1).
         progress: show a progress bar (ray groups, or marching steps when skipping).
@@ -300,9 +306,10 @@ def render_rays(
     segment = _check_int("segment", segment, 1)
     if not 0.0 <= float(early_stop) < 1.0:
         raise ValueError(f"early_stop must be a transmittance in [0, 1), got {early_stop!r}")
-    if occupancy is not None and not isinstance(occupancy, OccupancyGrid):
+    if not (occupancy is None or isinstance(occupancy, (bool, OccupancyGrid))):
         raise ValueError(
-            f"occupancy must be an OccupancyGrid or None, got {type(occupancy).__name__}"
+            f"occupancy must be an OccupancyGrid, True, False or None, "
+            f"got {type(occupancy).__name__}"
         )
     if not origins.is_floating_point():
         raise ValueError(f"origins must be a floating-point tensor, got {origins.dtype}")
@@ -321,6 +328,10 @@ def render_rays(
     if hit_idx.numel() == 0:
         return {"rgb": rgb, "opacity": opacity, "depth": depth, "hit": hit}
 
+    if occupancy is True:
+        occupancy = grid_for(fn, box)
+    elif occupancy is False:
+        occupancy = None
     if occupancy is None:
         rays_per_group = max(1, chunk // n)
     else:
@@ -339,6 +350,7 @@ def render_rays(
                     directions[idx],
                     edges,
                     occupancy,
+                    box,
                     bg,
                     chunk,
                     float(early_stop),
@@ -405,14 +417,6 @@ def render_image(
     with torch.set_grad_enabled(requires_grad):
         device = _device_of(fn, camera.c2w.device)
         origins, directions = camera_rays(camera.to(device))
-        grid: OccupancyGrid | None
-        if occupancy is True:
-            box = resolve_aabb(fn, aabb, dtype=origins.dtype, device=device)
-            grid = grid_for(fn, box)
-        elif occupancy is False:
-            grid = None
-        else:
-            grid = occupancy
         out = render_rays(
             fn,
             origins,
@@ -422,7 +426,7 @@ def render_image(
             perturb=False,
             background=background,
             chunk=chunk,
-            occupancy=grid,
+            occupancy=occupancy,
             early_stop=early_stop,
             progress=progress,
         )
