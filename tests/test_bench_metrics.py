@@ -147,6 +147,8 @@ def test_other_rotation_recall_separates_pose_from_identity() -> None:
     rt = res["retrieval"]
     assert rt["mean_recall_at_1"] == 1.0
     assert rt["recall_at_1_other_rotation"]["mlp->hash"] < 0.5
+    # 1 positive (the other rotation) among 11 candidates (12 NeRFs, the query's pose left out)
+    assert rt["chance_mean_recall_at_1_other_rotation"] == pytest.approx(1 / 11)
     assert rt["across_rotations"]["mlp"] < 0.5
 
 

@@ -132,6 +132,7 @@ def evaluate_embeddings(
     n_queries: dict[str, int] = {}
     chance: dict[str, float | None] = {}
     other_rot: dict[str, float | None] = {}
+    chance_rot: dict[str, float | None] = {}
     # (object, rotation): NeRFs of one object under one rotation, whatever the arch
     pose = np.array([f"{r['object']}|{json.dumps(list(r['rotation']))}" for r in records])
     r1 = np.full((len(test_archs), len(test_archs)), np.nan)
@@ -172,6 +173,9 @@ def evaluate_embeddings(
             )
             n_rot = int(v_rot.sum())
             other_rot[key] = float(h_rot[ks[0]].sum()) / n_rot if n_rot else None
+            cand_r = pose[qm][:, None] != pose[gm][None, :]
+            frac_r = (same & cand_r).sum(1) / np.maximum(cand_r.sum(1), 1)
+            chance_rot[key] = float(frac_r[frac_r > 0].mean()) if n_rot else None
 
     def mean_pairs(
         k: int, archs: Sequence[str], involve: Sequence[str] | None = None
@@ -196,6 +200,9 @@ def evaluate_embeddings(
             "recall_at_1_other_rotation": other_rot,
             "mean_recall_at_1_other_rotation": _mean(
                 [other_rot[f"{q}->{g}"] for q in train_present for g in train_present if q != g]
+            ),
+            "chance_mean_recall_at_1_other_rotation": _mean(
+                [chance_rot[f"{q}->{g}"] for q in train_present for g in train_present if q != g]
             ),
             "cross_arch_mean_recall_at_1": mean_pairs(1, test_archs) if 1 in recall else None,
             "across_rotations": {a: recall[ks[0]][f"{a}->{a}"] for a in test_archs},

@@ -323,7 +323,8 @@ def write_report(
         lines.append(f"- `{name}`: {r.get('description', '')}")
     lines.append(
         f"- chance: accuracy {100 * c['chance']:.1f}%, mean R@1 (cross-arch) "
-        f"{_fmt(rt.get('chance_mean_recall_at_1'))}% (a random ranking)"
+        f"{_fmt(rt.get('chance_mean_recall_at_1'))}%, other rotation "
+        f"{_fmt(rt.get('chance_mean_recall_at_1_other_rotation'))}% (a random ranking)"
     )
     n_arch = [int((np.asarray([records[i]["arch"] for i in te]) == a).sum()) for a in ext["archs"]]
     lines += [
