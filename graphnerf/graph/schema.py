@@ -22,8 +22,9 @@ Nodes (``node_type``, :class:`NodeType`):
   bias value to that layer's output neurons (the Graph-Metanetworks convention).
 * ``HASH_ENTRY`` — one node per hash-table entry of each level.
 * ``PLANE_CELL`` — one node per cell of each of the three planes.
-* ``PROBE_VERTEX`` — derived, hash grids only (``to_graph(..., probe_vertices=n)``): one node per
-  point of an ``n x n x n`` lattice of cell centres over the AABB (see below).
+* ``PROBE_VERTEX`` — derived, hash grids only (``to_graph(..., probe_vertices=n)``, n = 8 by
+  default, 0 for none): one node per point of an ``n x n x n`` lattice of cell centres over the
+  AABB (see below).
 
 Edges (``edge_type``, :class:`EdgeType`):
 
@@ -61,7 +62,12 @@ weighed:
     sent reversed (twice the edge work on all 12.2M edges of an Instant-NGP graph).
 (b) (chosen) probe -> grid-feature node, the interpolated feature as the value: 4x fewer edges,
     and value and position meet on one edge, exactly like a dense level's entry, which the
-    encoders already read. It costs one evaluation of the grid encoding at ``n^3`` points.
+    encoders already read. It costs one evaluation of the grid encoding at ``n^3`` points
+    (7 ms at Instant-NGP scale for n = 8).
+
+Measured on the ``hashed_hash`` probe (:mod:`graphnerf.probes`: a blob in one hashed level,
+default ``GMNEncoder`` + linear head, 1,000 Adam steps): held-out R^2 of the blob centre -0.33
+without probe vertices, 0.96 / 0.85 (two seeds) with n = 8, hence the default.
 
 Because the probe edges summarise the whole grid, the transform
 :class:`~graphnerf.graph.probes.HashedLevelsViaProbes` can drop the hashed levels' entries and ``HASH`` edges from an
