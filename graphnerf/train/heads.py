@@ -54,12 +54,17 @@ class EmbeddingCentering(nn.Module):
         if not self.training:
             return z - self.mean
         with torch.no_grad():
-            m = z.detach().mean(0)
+            # float64 sums: the mean is then the same float32 vector however the batch is split
+            # over processes (the centred rows amplify any rounding difference of the mean by
+            # |z| / |z - mean|, ~300x at initialisation)
             import torch.distributed as dist
 
+            m = z.detach().double().sum(0)
+            n = torch.tensor(float(z.shape[0]), dtype=torch.float64, device=z.device)
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 dist.all_reduce(m)
-                m /= dist.get_world_size()
+                dist.all_reduce(n)
+            m = (m / n).to(z.dtype)
             new = torch.where(self.ready, self.momentum * self.mean + (1 - self.momentum) * m, m)
             self.mean.copy_(new)
             self.ready.fill_(True)

@@ -136,6 +136,26 @@ def set_rng_state(st: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _untensor(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return {"__tensor__": x.tolist(), "dtype": str(x.dtype).removeprefix("torch.")}
+    if isinstance(x, dict):
+        return {k: _untensor(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_untensor(v) for v in x)
+    return x
+
+
+def _retensor(x: Any) -> Any:
+    if isinstance(x, dict) and "__tensor__" in x:
+        return torch.tensor(x["__tensor__"], dtype=getattr(torch, x["dtype"]))
+    if isinstance(x, dict):
+        return {k: _retensor(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_retensor(v) for v in x)
+    return x
+
+
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -269,7 +289,10 @@ class _Run:
         }
         t = cfg.train
         self.opt = torch.optim.AdamW(
-            self.module.parameters(), lr=float(t.lr), weight_decay=float(t.weight_decay)
+            self.module.parameters(),
+            lr=float(t.lr),
+            weight_decay=float(t.weight_decay),
+            eps=float(t.get("adam_eps", 1e-8)),
         )
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=float(t.lr), total_steps=int(t.steps), pct_start=float(t.pct_start)
@@ -392,8 +415,9 @@ class _Run:
         rngs = [rng_state()]
         if self.world > 1:
             gathered: list[Any] = [None] * self.world
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
+            # tensors travel as lists: all_gather_object cannot unpickle CPU tensors here
+            dist.all_gather_object(gathered, _untensor(rngs[0]))
+            rngs = [_retensor(g) for g in gathered]
         if not self.is_main:
             return
         if kind == "last":
@@ -508,6 +532,9 @@ class _Run:
             num_workers=nw,
             collate_fn=identity,
             prefetch_factor=2 if nw else None,
+            # its own generator: an iterator draws its worker base seed from it, which would
+            # otherwise advance the global RNG (dropout) once more in a resumed run
+            generator=torch.Generator().manual_seed(int(cfg.train.seed)),
         )
         from ..progress import progress
 
