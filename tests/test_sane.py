@@ -178,6 +178,9 @@ def test_config_file_builds_the_model():
     assert model.cfg.d_model == 128 and model.cfg.n_layers == 4 and model.cfg.n_heads == 4
     assert tk.n_points == 380 and tk.n_pos == model.cfg.n_pos == 10
     assert model.cfg.attn_dropout == 0.0 and model.cfg.bf16 is False
+    # issue #13: fresh points per training batch and the study's augmentations by default
+    assert tk.resample is True and Tokenizer().resample is True
+    assert cfg.model.augment.permute_mlp is True and cfg.model.augment.noise_std > 0
     assert max(tk.layout(build_field(n).spec)["total"] for n in ("mlp_128_width", "triplane")) <= (
         model.cfg.max_positions
     )

@@ -25,7 +25,7 @@ from ..config import load_config
 from ..fields import RadianceField
 from ..models.sane import SANEConfig
 from ..tokens import Tokenizer, multiplicative_noise, permute_hidden_neurons
-from ..tokens.tokenizer import collate
+from ..tokens.tokenizer import TokenSequence, collate
 
 __all__ = ["SANEProbe"]
 
@@ -69,10 +69,11 @@ class SANEProbe:
         """Fields are tokenised per batch (the points change while training)."""
         return list(fields)
 
-    def embed(self, items: Sequence[RadianceField]) -> Tensor:
-        """``[B, d_latent]`` embeddings of fields (fresh points per call while training)."""
+    def tokens(self, items: Sequence[RadianceField]) -> TokenSequence:
+        """The collated tokens of one batch: fresh points and augmentations while training
+        (when ``resample`` / ``augment`` are on), the fixed points otherwise."""
         if not self.module.training:
-            return self.autoencoder.embed(collate([self.tokenizer(f, self.points) for f in items]))
+            return collate([self.tokenizer(f, self.points) for f in items])
         pts = self.tokenizer.sample(self.generator)[0] if self.tokenizer.resample else self.points
         gen = self.generator
         if self.permute_mlp:
@@ -80,4 +81,8 @@ class SANEProbe:
         seqs = [self.tokenizer(f, pts) for f in items]
         if self.noise_std > 0:
             seqs = [multiplicative_noise(s, self.noise_std, gen) for s in seqs]
-        return self.autoencoder.embed(collate(seqs))
+        return collate(seqs)
+
+    def embed(self, items: Sequence[RadianceField]) -> Tensor:
+        """``[B, d_latent]`` embeddings of fields (:meth:`tokens`, then ``embed``)."""
+        return self.autoencoder.embed(self.tokens(items))
