@@ -188,7 +188,7 @@ def run_benchmark(
     encoder = load_checkpoint(checkpoint) if ckpt_path else checkpoint
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = cfg.get("cache_dir") or default_cache_dir(root)
-    bs = int(cfg.get("batch_size", 8))
+    bs = int(cfg.get("batch_size", 1))
     seen_archs = list(getattr(encoder, "train_archs", None) or TRAINING_ARCHS)
 
     # the model's embeddings ------------------------------------------------------------

@@ -110,7 +110,7 @@ def embed_records(
     encoder: Encoder,
     zoo: str | os.PathLike[str],
     records: Sequence[dict[str, Any]],
-    batch_size: int = 8,
+    batch_size: int = 1,
     cache_dir: str | os.PathLike[str] | None = None,
     desc: str = "embed",
     show_progress: bool = True,
@@ -118,7 +118,9 @@ def embed_records(
     """Embeddings ``[N, D]`` float32 of the zoo NeRFs ``records``, in order.
 
     The first NeRF of each architecture is embedded on its own first, so an architecture the
-    model cannot read fails with one line naming it. Graphs come from ``cache_dir`` (GMN).
+    model cannot read fails with one line naming it. Graphs come from ``cache_dir`` (GMN). With
+    ``batch_size`` 1 a NeRF's embedding does not depend on the other records (batched
+    reductions otherwise move it by float rounding, ~1e-7).
     """
     from ..graph.dataset import GraphZooDataset
 
