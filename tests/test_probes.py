@@ -1,0 +1,78 @@
+"""Probe tasks and the probe runner: the GMN learns *where* values sit (issue 13).
+
+The full table (1,000 steps, all tasks, GMN / SANE / DeepSets) is ``scripts/bench.py probes``;
+here a small fixed-seed dense-hash probe that the encoder before the fix (no FiLM, N(0, 1) type
+embeddings) fails: held-out R^2 about 0 (measured: -0.03 at 300 steps, 0.00 train).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphnerf.graph import to_graph
+from graphnerf.models.gmn import GMNConfig
+from graphnerf.probes import TASKS, make_task
+from graphnerf.probes.gmn import GMNProbe
+from graphnerf.probes.runner import r2_score, run_probe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_tasks_are_deterministic_real_fields(name: str) -> None:
+    a = make_task(name, 3, 2, seed=1)
+    b = make_task(name, 3, 2, seed=1)
+    c = make_task(name, 3, 2, seed=2)
+    assert a.y_train.shape == (3, len(a.target_names)) and a.y_val.shape[0] == 2
+    torch.testing.assert_close(a.y_train, b.y_train, rtol=0, atol=0)
+    assert not torch.equal(a.y_train, c.y_train)
+    ga, gb = to_graph(a.fields_train[0]), to_graph(b.fields_train[0])
+    assert torch.equal(ga.edge_attr, gb.edge_attr)
+    assert bool(torch.isfinite(ga.edge_attr).all())
+
+
+@pytest.mark.parametrize("name", ["dense_hash", "triplane"])
+def test_fields_hold_the_blob_where_they_read_it(name: str) -> None:
+    """The field's own grid features at the centre exceed those far from it."""
+    t = make_task(name, 4, 1, seed=0)
+    for f, c in zip(t.fields_train, t.y_train, strict=True):
+        far = torch.where(c > 0.5, c - 0.45, c + 0.45)
+        x01 = torch.stack([c, far])
+        feats = f.features(x01)[:, -f.spec.mlp_input_dim :]
+        grid = feats[:, -2:] if name == "dense_hash" else feats[:, -f.spec.channels :]
+        assert bool((grid[0] > grid[1] + 0.3).all())
+
+
+def test_mlp_sphere_is_fitted() -> None:
+    """The fitted MLP's density is high at the ball's centre and low far outside it."""
+    t = make_task("mlp_sphere", 3, 1, seed=0)
+    for f, y in zip(t.fields_train, t.y_train, strict=True):
+        c = y[:3]
+        far = torch.where(c > 0.5, c - 0.45, c + 0.45)
+        lo, hi = f.aabb[:3], f.aabb[3:]
+        sigma, _ = f(torch.stack([c, far]) * (hi - lo) + lo)
+        assert float(sigma[0]) > 20 * float(sigma[1])
+
+
+def test_r2_score() -> None:
+    y = torch.tensor([[1.0], [2.0], [3.0]])
+    assert float(r2_score(y, y)) == 1.0
+    assert float(r2_score(y, torch.full_like(y, 2.0))) == 0.0
+    torch.testing.assert_close(r2_score(y, y + 1.0), torch.tensor([1.0 - 3.0 / 2.0]))
+
+
+def test_gmn_learns_blob_centre_on_dense_hash() -> None:
+    """Default GMN + linear head, 200 Adam steps: held-out R^2 well above 0 (the encoder before
+    the fix: R^2 -0.03 held-out, 0.00 train after 300 steps on the full-size probe)."""
+    task = make_task("dense_hash", 64, 32, seed=0)
+    torch.manual_seed(0)
+    r = run_probe(task, GMNProbe(GMNConfig()), "gmn", steps=200, lr=1e-3, seed=0)
+    assert r.r2_train > 0.3, r
+    assert r.r2_val > 0.3, r
