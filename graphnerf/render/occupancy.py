@@ -54,6 +54,10 @@ DEFAULT_RESOLUTION: int = 64
 #: Default bound on the opacity (and colour) change any ray can get from skipped samples.
 DEFAULT_TOLERANCE: float = 1e-3
 
+#: Coarsest grid of the coarse-to-fine build (cells of 0.044 world units over the default box):
+#: it is measured everywhere, so it must still see thin parts (chair legs, lamp stems).
+COARSEST: int = 32
+
 DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
@@ -252,22 +256,25 @@ class OccupancyGrid(nn.Module):
                 nerfacc's running estimate while a field trains; None replaces it.
             generator: ``torch.Generator`` for the jitter.
             chunk: maximum points per call of ``fn``.
-            coarse: for an even resolution, measure the half-resolution grid first and then
-                only the fine cells inside its occupied cells grown by one coarse cell (about 3x
-                fewer queries for a compact object).
+            coarse: coarse to fine: measure the grid at resolution ``res / 2^k`` (the
+                coarsest not below :data:`COARSEST`) everywhere, then each finer level only
+                inside the occupied cells of the one before grown by one of its cells.
             centres: query the cell centres besides the corners (see :func:`cell_max_density`).
         """
         if isinstance(dilation, bool) or int(dilation) != dilation or dilation < 0:
             raise ValueError(f"dilation must be an integer >= 0 (cells), got {dilation!r}")
         threshold = skip_threshold(self.aabb, tolerance)
         res = self.resolution
-        cells = None
-        if coarse and res % 2 == 0 and res >= 4:
+        levels = [res]
+        while coarse and levels[0] % 2 == 0 and levels[0] // 2 >= COARSEST:
+            levels.insert(0, levels[0] // 2)
+        cells = None  # the cells worth measuring at the next level (None: all)
+        for level in levels[:-1]:
             low = cell_max_density(
-                fn, self.aabb, res // 2, n_jitter, generator, chunk, centres=centres
+                fn, self.aabb, level, n_jitter, generator, chunk, cells=cells, centres=centres
             )
-            cells = _dilate(low > threshold, 1)
-            cells = cells.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
+            grown = _dilate(low > threshold, 1)
+            cells = grown.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
         new = cell_max_density(
             fn, self.aabb, res, n_jitter, generator, chunk, cells=cells, centres=centres
         )
