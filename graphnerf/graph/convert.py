@@ -119,9 +119,9 @@ def _check_finite(named: Any) -> None:
 #: probe-vertex lattice size per family when ``to_graph`` is called with ``probe_vertices=None``.
 #: Hash grids: 8 (512 probe vertices, 512 L F edges). Measured on the ``hashed_hash`` probe (a
 #: blob in one hashed level, 64 / 32 fields, default GMNEncoder + linear head, 1,000 Adam steps,
-#: lr 1e-3): held-out R^2 of the blob centre -0.33 without probe vertices, 0.96 / 0.85 (seeds
-#: 0 / 1) with them; a linear fit on the value-weighted mean probe position gets 0.96 / 0.99 /
-#: 0.99 at n = 4 / 8 / 16. Costs ~7 ms at Instant-NGP scale.
+#: lr 1e-3, seeds 0 / 1): held-out R^2 of the blob centre -0.33 / -0.18 without probe vertices,
+#: 0.96 / 0.85 with them; a linear fit on the value-weighted mean probe position gets 0.96 /
+#: 0.99 / 0.99 at n = 4 / 8 / 16. Costs ~7 ms at Instant-NGP scale.
 DEFAULT_PROBE_VERTICES: dict[str, int] = {"hash": 8}
 
 
