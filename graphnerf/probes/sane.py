@@ -35,7 +35,7 @@ class SANEProbe:
 
     Args:
         point_seed: seed of the fixed evaluation point set.
-        seed: seed of the per-batch training draws.
+        seed: seed of the network's initialisation and of the per-batch training draws.
         overrides: :class:`SANEConfig` fields replacing the YAML's (ablations).
         token_overrides: :class:`Tokenizer` fields replacing the YAML's (e.g. ``n_points``).
         augment: apply the YAML's ``augment`` block while training (True) or not (False).
@@ -54,7 +54,9 @@ class SANEProbe:
             Tokenizer.from_config(cfg.tokens), **dict(token_overrides or {})
         )
         net = SANEConfig.from_config(cfg.net)
-        self.autoencoder = dataclasses.replace(net, **dict(overrides or {})).build()
+        with torch.random.fork_rng(devices=[]):  # the initialisation follows ``seed`` only
+            torch.manual_seed(seed)
+            self.autoencoder = dataclasses.replace(net, **dict(overrides or {})).build()
         self.module = nn.ModuleDict(
             {"encoder": self.autoencoder.encoder, "pool": self.autoencoder.pool}
         )
