@@ -70,8 +70,8 @@ draws fresh points (``tokens.resample: true``) and applies the study's augmentat
 (``augment``: a random permutation of the hidden neurons, which reshuffles the MLP rows between
 tokens, and 10 % multiplicative token noise), so the MLP tokens stop being a fingerprint; train
 and held-out R^2 then agree (dense hash 0.916 / 0.913, tri-plane 0.955 / 0.937 at 400 steps).
-Resampling alone was only measured with the modified network above (it still memorised); the
-augmentations are what removes the fingerprint. :class:`graphnerf.probes.sane.SANEProbe`
+Not measured: the default network with fresh points but no augmentation (fresh points alone,
+with the modified network above, still memorised, so the augmentations are the likely remedy). :class:`graphnerf.probes.sane.SANEProbe`
 trains this way.
 """
 
