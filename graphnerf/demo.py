@@ -155,8 +155,8 @@ def fit_zoo(cfg: DictConfig, out: Path) -> dict[str, Any]:
             for r in sorted(recs, key=lambda r: r["arch"]):
                 field = load_field(zoo_dir / r["file"])
                 images.append(render_image(field, cam, n_samples=int(cfg.n_samples)))
-                psnr = "inf" if r["psnr"] is None else f"{r['psnr']:.1f}"
-                labels.append(f"{r['arch']} {psnr} dB")
+                fg = r.get("psnr_fg", r["psnr"])  # foreground PSNR: the object, not the white
+                labels.append(f"{r['arch']} {'inf' if fg is None else f'{fg:.1f}'} dB (fg)")
     ncols = 1 + max(len(v) for v in by_view.values())
     sheet = save_labeled_grid(images, labels, out / "zoo.png", ncols=ncols)
     print(f"scene vs fitted NeRFs -> {sheet}")
