@@ -21,9 +21,11 @@ from graphnerf.train.loop import TrainError, _Run, load_train_config, recall_at_
 
 torch.set_num_threads(1)
 
+# the smallest MLP and hash graphs of the zoo (7k and 27k edges), so that GMN steps are cheap
+MLP, HASH = "mlp_32_width", "hash_11_table_size"
 ZOO_OVERRIDES = [
     "splits={train: 0.5, val: 0.5, test: 0.0}",
-    "archs={train: [mlp, hash], val: [mlp, hash], test: [mlp]}",
+    f"archs={{train: [{MLP}, {HASH}], val: [{MLP}, {HASH}], test: [{MLP}]}}",
     "eval={size: 8, n_samples: 8, iou_res: 8}",
 ]
 
@@ -72,7 +74,7 @@ PRESETS = [
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> Path:
-    """2 classes x 2 objects (train / val) x 2 rotations x {mlp, hash} = 16 NeRFs, the tiny
+    """2 classes x 2 objects (train / val) x 2 rotations x {MLP, HASH} = 16 NeRFs, the tiny
     config's 20 fitting steps (with 6 the NeRFs are so close to their random initialisation that
     the small GMN cannot tell them apart within 50 steps)."""
     root = tmp_path_factory.mktemp("train_zoo") / "zoo"
@@ -106,16 +108,16 @@ def test_preset_runs_and_writes_loadable_checkpoints(zoo, tmp_path, model, loss)
     last = state(out / "checkpoints" / "last.pt")  # weights_only
     assert last["format"] == "graphnerf-encoder/1" and last["model"]["name"] == model
     assert set(last["state"]) >= {"optimizer", "scheduler", "sampler", "rng"}
-    assert last["train"]["archs"] == ["hash", "mlp"] and last["train"]["step"] == 2
+    assert last["train"]["archs"] == [HASH, MLP] and last["train"]["step"] == 2
     best = state(out / "checkpoints" / "best.pt")
     assert "state" not in best and "val/recall_at_1" in best["val"]
     enc = load_encoder(out / "checkpoints" / "last.pt")
-    assert enc.name == model and enc.train_archs == ["hash", "mlp"]
+    assert enc.name == model and enc.train_archs == [HASH, MLP]
 
 
 def _fixed_batch_losses(zoo: Path, tmp_path: Path, model: str, loss: str, steps: int) -> list:
     # SANE without dropout (a fixed function to fit); GMN on the mlp NeRFs (its cheapest graphs)
-    extra = "model.net.dropout=0.0" if model == "sane" else "data.train_archs=[mlp]"
+    extra = "model.net.dropout=0.0" if model == "sane" else f"data.train_archs=[{MLP}]"
     cfg = load_train_config(overrides(zoo, tmp_path / "unused", model, loss, extra))
     r = _Run(cfg, show_progress=False)
     r.check_inputs()
@@ -237,7 +239,7 @@ def test_bad_input_one_line_and_nothing_written(zoo, tmp_path, capsys):
     assert "no manifest.jsonl" in _cli_error(capsys, [f"zoo={empty}", *base])
     # mlp only, pairs across architectures: nothing to pair
     err = _cli_error(
-        capsys, [f"zoo={zoo}", *base, "data.train_archs=[mlp]", "data.pair=cross_arch"]
+        capsys, [f"zoo={zoo}", *base, f"data.train_archs=[{MLP}]", "data.pair=cross_arch"]
     )
     assert "no object has 2 NeRFs to pair" in err
     assert "model/nope" in _cli_error(capsys, [f"zoo={zoo}", *base, "model=nope"])
@@ -262,12 +264,14 @@ def test_bad_input_one_line_and_nothing_written(zoo, tmp_path, capsys):
 
 
 def test_leave_one_family_out_is_one_override(zoo, tmp_path):
-    cfg = load_train_config(overrides(zoo, tmp_path / "r", "gmn", "rec", "data.train_archs=[hash]"))
+    cfg = load_train_config(
+        overrides(zoo, tmp_path / "r", "gmn", "rec", f"data.train_archs=[{HASH}]")
+    )
     r = _Run(cfg, show_progress=False)
     r.check_inputs()
-    assert {x["arch"] for x in r.sampler.records} == {"hash"}
-    assert r.sampler.pair_types == [("hash", "hash")]
-    assert {x["arch"] for x in r.val_records} == {"hash", "mlp"}
+    assert {x["arch"] for x in r.sampler.records} == {HASH}
+    assert r.sampler.pair_types == [(HASH, HASH)]
+    assert {x["arch"] for x in r.val_records} == {HASH, MLP}
 
 
 def test_recall_at_1_by_hand():
