@@ -56,6 +56,8 @@ the same, MLP tokens removed                                128    400    0.918 
 default net, fresh points + the YAML's augmentations        128    400    0.916     0.913
 triplane: the same                                          128    400    0.955     0.937
 triplane: default net, fixed points                         128    400    0.998     0.984
+SANEProbe (default pipeline), dense_hash                    128    1000   0.944     0.913
+SANEProbe (default pipeline), triplane                      128    1000   0.967     0.954
 =========================================================  =====  =====  ========  ========
 
 The cause is the MLP tokens: each field's MLP head is a different random draw, so its few MLP
