@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="bench_results/probes.json")
+    p.add_argument("--out", default="bench_out/probes.json")
     p.add_argument("--merge", nargs="+", default=None, help="JSON results to combine")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
