@@ -374,7 +374,6 @@ class EdgeLift(torch.autograd.Function):
         need = ctx.needs_input_grad
         g = g.contiguous()
         dw, db, ds = torch.zeros_like(w), g.new_zeros(w.size(0)), torch.zeros_like(s)
-        k = freqs.numel()
         for i in range(0, u.size(0), CHUNK_ROWS):
             sl = slice(i, i + CHUNK_ROWS)
             gs, us, ts = g[sl], u[sl], edge_type[sl]
@@ -383,11 +382,7 @@ class EdgeLift(torch.autograd.Function):
             dw.addmm_(gs.t(), feats)
             db += gs.sum(0)
             if need[3]:
-                df = gs @ w  # [C, 2 + 2 K]: d / d [u, sin, cos, scale]
-                sin, cos = feats[:, 1 : 1 + k], feats[:, 1 + k : 1 + 2 * k]
-                # d / d arg_k = dsin_k cos_k - dcos_k sin_k, arg_k = u s w_k
-                darg = df[:, 1 : 1 + k] * cos - df[:, 1 + k : 1 + 2 * k] * sin
-                ds.index_add_(0, ts, (darg @ freqs) * us)
+                _accumulate_scale_grad(ds, gs @ w, feats, freqs, us, ts)
         return (
             None,
             None,
@@ -397,6 +392,21 @@ class EdgeLift(torch.autograd.Function):
             _grad_or_none(need[5], dw),
             _grad_or_none(need[6], db),
         )
+
+
+def _accumulate_scale_grad(
+    ds: Tensor, df: Tensor, feats: Tensor, freqs: Tensor, u: Tensor, edge_type: Tensor
+) -> None:
+    """Add to ``ds [T]`` the gradient of the per-type Fourier scales ``s`` from one chunk.
+
+    ``df [C, 2 + 2 K]`` is the gradient w.r.t. the lifted features ``feats = [u, sin, cos,
+    scale]`` (:func:`lift_features`), ``u [C]`` the normalised values and ``edge_type [C]`` their
+    types: with ``arg_k = u s w_k``, ``d / d arg_k = dsin_k cos_k - dcos_k sin_k``.
+    """
+    k = freqs.numel()
+    sin, cos = feats[:, 1 : 1 + k], feats[:, 1 + k : 1 + 2 * k]
+    darg = df[:, 1 : 1 + k] * cos - df[:, 1 + k : 1 + 2 * k] * sin
+    ds.index_add_(0, edge_type, (darg @ freqs) * u)
 
 
 class EdgeLiftFiLM(torch.autograd.Function):
@@ -433,7 +443,6 @@ class EdgeLiftFiLM(torch.autograd.Function):
         d = w.size(0)
         dw, db, ds = torch.zeros_like(w), torch.zeros_like(b), torch.zeros_like(s)
         dfilm = torch.zeros_like(film)
-        k = freqs.numel()
         wt = w.t()
         for i in range(0, u.size(0), CHUNK_ROWS):
             sl = slice(i, i + CHUNK_ROWS)
@@ -447,10 +456,7 @@ class EdgeLiftFiLM(torch.autograd.Function):
             dw.addmm_(dlin.t(), feats)
             db += dlin.sum(0)
             if need[3]:
-                df = dlin @ w  # [C, 2 + 2 K]: d / d [u, sin, cos, scale]
-                sin, cos = feats[:, 1 : 1 + k], feats[:, 1 + k : 1 + 2 * k]
-                darg = df[:, 1 : 1 + k] * cos - df[:, 1 + k : 1 + 2 * k] * sin
-                ds.index_add_(0, ts, (darg @ freqs) * us)
+                _accumulate_scale_grad(ds, dlin @ w, feats, freqs, us, ts)
         return (
             None,
             None,
