@@ -427,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parsers  # embed, benchmark (graphnerf/bench/cli.py)
 
     add_bench_parsers(sub)
+    from .train.pretrained_cli import add_pretrained_parser  # graphnerf/train/pretrained_cli.py
+
+    add_pretrained_parser(sub)
     return p
 
 

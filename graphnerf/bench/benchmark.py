@@ -61,8 +61,10 @@ def load_bench_config(overrides: Sequence[str] = (), name: str = "default") -> d
 def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> Encoder:
     """:func:`graphnerf.train.load_encoder`, with one clear line when ``path`` is not one."""
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such checkpoint")
+    from ..train.registry import PRETRAINED, shipped_hint  # shipped encoders by name
+
+    if not p.exists() and os.fspath(path) not in PRETRAINED:
+        raise FileNotFoundError(f"{p}: no such checkpoint ({shipped_hint()})")
     from ..train import load_encoder
 
     try:

@@ -36,6 +36,8 @@ from ..fields import RadianceField
 from ..graph.serialize import atomic_torch_save
 from .inputs import as_field, graph_batch, token_batch
 from .module import MODEL_NAMES, TrainModule, _plain
+from .registry import PRETRAINED as _SHIPPED
+from .registry import shipped_hint
 
 __all__ = [
     "FORMAT",
@@ -50,9 +52,14 @@ __all__ = [
 
 FORMAT = "graphnerf-encoder/1"
 
-#: Shipped encoders: name -> path of the checkpoint inside the installed package (relative to the
-#: ``graphnerf`` package folder). Empty until a trained encoder ships (e.g. ``procedural13-gmn``).
-PRETRAINED: dict[str, str] = {}
+#: Shipped encoders: name -> absolute path of the slim checkpoint, discovered from the model cards
+#: (``*.json``) in ``graphnerf/weights/`` or ``$GRAPHNERF_WEIGHTS_DIR`` (:mod:`.registry`; written
+#: by :func:`graphnerf.train.pretrained.export_pretrained`).
+PRETRAINED: Mapping[str, str] = _SHIPPED
+
+#: Top-level TrainModule parts a slim (shipped) checkpoint may leave out: training-only losses
+#: (the rendering decoder, the SigLIP temperature / bias); its ``"omitted"`` entry lists them.
+OMITTABLE = ("decoder", "siglip")
 
 
 class CheckpointFormatError(ValueError):
@@ -76,6 +83,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = _resolve(path)
     if not p.is_file():
         names = f" or one of the shipped names {sorted(PRETRAINED)}" if PRETRAINED else ""
+        names = names or f"; {shipped_hint()}"
         raise FileNotFoundError(f"{p}: no such encoder checkpoint (expected a .pt file{names})")
     try:
         d = torch.load(p, map_location="cpu", weights_only=True)
@@ -242,6 +250,12 @@ def load_encoder(
     p = _resolve(path)
     d = read_checkpoint(p)
     module = TrainModule(d["model"]["name"], d["model"]["config"], d["heads"])
+    omitted = list(d.get("omitted") or [])  # slim checkpoints (graphnerf.train.pretrained)
+    bad = sorted(set(omitted) - set(OMITTABLE))
+    if bad:
+        raise CheckpointFormatError(f"{p}: omits {bad}; only {list(OMITTABLE)} may be left out")
+    for part in omitted:
+        setattr(module, part, None)  # not trained in this file: no random stand-in either
     try:
         module.load_state_dict(d["state_dict"])
     except RuntimeError as e:
