@@ -234,32 +234,6 @@ def _cmd_zoo_info(args: argparse.Namespace) -> int:
     return 1 if summary["missing_files"] else 0
 
 
-DEMO_DESCRIPTION = """\
-Run the whole of what graphnerf does today on built-in defaults; everything goes under
-out_dir (default demo_out/), every number printed also into out_dir/summary.json.
-
-  1. architectures: each of the 13 zoo architectures is built, saved and reloaded
-     (safetensors), exported to and re-imported from the tiny-cuda-nn flat layout, and
-     converted to its parameter graph and back; each round trip is checked bit-identical
-     on random points (a table; out_dir/fields/).
-  2. scenes: out_dir/scenes.png, the procedural shape classes, two instances each.
-  3. mini-zoo (skipped with zoo=false): configs/data/demo.yaml (a procedural chair and the
-     packaged duck mesh x identity + one random rotation x the 3 training architectures =
-     12 NeRFs) is really fitted, evaluated on held-out views and written as a zoo folder
-     (out_dir/zoo/); out_dir/zoo.png shows each scene beside its fitted NeRFs.
-  4. encoders: the mini-zoo through the GMN (as parameter graphs) and the SANE autoencoder
-     (as token sequences), untrained: shapes and timings, not learning.
-
-Its wall time, process CPU time and the load average at the start are printed at the end
-(and kept in summary.json). Most of the time is section 3 (fitting and evaluating 12 NeRFs);
-zoo=false skips it. Measured: 519 s of CPU time, 44.6 min wall while 8 other jobs shared 2
-cores (load average 12-30); an idle machine was not available to time this version.
-
-Overrides are Hydra-style key=value pairs of configs/demo.yaml, e.g.
-  graphnerf demo out_dir=/tmp/d image_size=96 zoo=false
-A misspelt key is a one-line error naming it."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="graphnerf",
@@ -267,10 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
+    from .demo import DESCRIPTION as DEMO_DESCRIPTION  # graphnerf/demo.py owns the demo's text
+    from .demo import HELP as DEMO_HELP
+
     d = sub.add_parser(
         "demo",
-        help="everything that works, in 4 sections: round trips, scenes, a fitted mini-zoo, "
-        "encoders (minutes: about 520 s of CPU time)",
+        help=DEMO_HELP,
         description=DEMO_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -430,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.pretrained_cli import add_pretrained_parser  # graphnerf/train/pretrained_cli.py
 
     add_pretrained_parser(sub)
+    from .experiment.cli import add_experiment_parser  # graphnerf/experiment/cli.py
+
+    add_experiment_parser(sub)
     return p
 
 
