@@ -327,6 +327,9 @@ def run_experiment(overrides: Sequence[str] | DictConfig = ()) -> dict[str, Any]
 def _write_config(cfg: DictConfig, path: Path) -> None:
     from ..atomic import atomic_write_text
 
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("only", None)  # which stages this process runs is not part of the experiment
     text = OmegaConf.to_yaml(cfg)
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)
