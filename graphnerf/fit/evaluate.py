@@ -35,7 +35,14 @@ from ..render.occupancy import grid_for
 from ..render.volume import FieldFn
 from .distill import SceneFn, alpha, grid_centres, query_scene, scene_occupancy, standard_step
 
-__all__ = ["FRAME_RES", "evaluate", "object_sphere", "occupancy_iou", "render_views"]
+__all__ = [
+    "FRAME_RES",
+    "evaluate",
+    "evaluate_sizes",
+    "object_sphere",
+    "occupancy_iou",
+    "render_views",
+]
 
 #: Least cells per axis of the grid on which the object is located to frame it.
 FRAME_RES = 48
@@ -150,34 +157,80 @@ def evaluate(
         "psnr_fg_views", "coverage_views": [4] floats, "iou": float, "sphere": [cx, cy, cz, r]
         framed}``; PSNRs are in dB, ``inf`` for renders that agree exactly (on the foreground).
     """
+    return evaluate_sizes(field, scene, (size,), n_samples, iou_res, background)[size]
+
+
+def evaluate_sizes(
+    field: RadianceField,
+    scene: SceneFn,
+    sizes: tuple[int, ...] = (64, 128),
+    n_samples: int = 128,
+    iou_res: int = 64,
+    background: float = 1.0,
+    reference: dict | None = None,
+    keep_renders: bool = False,
+) -> dict[int, dict]:
+    """:func:`evaluate` at several image sizes at once, optionally reusing the scene's side.
+
+    Args:
+        field, scene, n_samples, iou_res, background: as for :func:`evaluate`.
+        sizes: image heights = widths in pixels.
+        reference: a dict owned by the caller, empty at first, kept for one scene: the scene's
+            occupancy grid, cameras and renders are stored there and reused by later calls with
+            the same scene (fields of the same AABB), e.g. when several fits of one scene are
+            compared. A call with another AABB raises ``ValueError``.
+        keep_renders: also return ``"renders"``: ``(pred [4, S, S, 3], opacity_pred [4, S, S],
+            target [4, S, S, 3], opacity_target [4, S, S])``, clamped to [0, 1], per size.
+    Returns:
+        ``{size: evaluate's dict}``, every entry with the same ``iou`` and ``sphere``.
+    """
+    ref = {} if reference is None else reference
+    box = tuple(float(v) for v in field.aabb.detach().cpu().reshape(-1))
+    if ref.setdefault("aabb", box) != box:
+        raise ValueError(f"reference was filled for AABB {ref['aabb']}, the field's is {box}")
     was_training = field.training
     field.eval()
+    out = {}
     try:
-        x, occ_field, occ_scene = _grid_occupancy(field, scene, iou_res)
-        if iou_res < FRAME_RES:  # too coarse to find thin objects: a grid of its own
-            x, occ = _grid_occupancy_scene(field.aabb, scene, FRAME_RES)
-        else:
-            occ = occ_scene
-        centre, radius = object_sphere(x, occ, field.aabb)
-        points = _corners(x[occ.to(x.device)].cpu(), x, field.aabb) if occ.any() else None
-        cams = eval_cameras(size, size, center=centre, radius=radius, points=points)
-        pred, op_pred = render_views(field, cams, field.aabb, n_samples, background)
-        target, op_target = render_views(scene, cams, field.aabb, n_samples, background)
-        target, op_target = target.to(pred), op_target.to(op_pred)
+        step = standard_step(field.aabb)
+        key = ("occupancy", iou_res)
+        if key not in ref:
+            x, occ_scene = _grid_occupancy_scene(field.aabb, scene, iou_res)
+            if iou_res < FRAME_RES:  # too coarse to find thin objects: a grid of its own
+                x_f, occ = _grid_occupancy_scene(field.aabb, scene, FRAME_RES)
+            else:
+                x_f, occ = x, occ_scene
+            centre, radius = object_sphere(x_f, occ, field.aabb)
+            points = _corners(x_f[occ.to(x_f.device)].cpu(), x_f, field.aabb) if occ.any() else None
+            ref[key] = (x, occ_scene, centre, radius, points)
+        x, occ_scene, centre, radius, points = ref[key]
+        with torch.no_grad():
+            occ_field = alpha(query_scene(field, x)[0], step) > 0.5
+        iou = _iou(occ_field, occ_scene)
+        for size in sizes:
+            cams = eval_cameras(size, size, center=centre, radius=radius, points=points)
+            pred, op_pred = render_views(field, cams, field.aabb, n_samples, background)
+            rkey = ("render", iou_res, size, n_samples, float(background))
+            if rkey not in ref:
+                ref[rkey] = render_views(scene, cams, field.aabb, n_samples, background)
+            target, op_target = ref[rkey]
+            target, op_target = target.to(pred), op_target.to(op_pred)
+            pred, target = pred.clamp(0, 1), target.clamp(0, 1)
+            views = [float(v) for v in psnr_per_image(pred, target)]
+            fg = [float(v) for v in psnr_fg(pred, target, op_pred, op_target)]
+            cover = [float(v) for v in coverage(op_target)]
+            out[size] = {
+                "psnr": sum(views) / len(views),
+                "psnr_views": views,
+                "psnr_fg": sum(fg) / len(fg),
+                "psnr_fg_views": fg,
+                "coverage": sum(cover) / len(cover),
+                "coverage_views": cover,
+                "iou": iou,
+                "sphere": [*(float(v) for v in centre), float(radius)],
+            }
+            if keep_renders:
+                out[size]["renders"] = (pred, op_pred, target, op_target)
     finally:
         field.train(was_training)
-    pred, target = pred.clamp(0, 1), target.clamp(0, 1)
-    views = [float(v) for v in psnr_per_image(pred, target)]
-    fg = [float(v) for v in psnr_fg(pred, target, op_pred, op_target)]
-    cover = [float(v) for v in coverage(op_target)]
-
-    return {
-        "psnr": sum(views) / len(views),
-        "psnr_views": views,
-        "psnr_fg": sum(fg) / len(fg),
-        "psnr_fg_views": fg,
-        "coverage": sum(cover) / len(cover),
-        "coverage_views": cover,
-        "iou": _iou(occ_field, occ_scene),
-        "sphere": [*(float(v) for v in centre), float(radius)],
-    }
+    return out

@@ -29,6 +29,7 @@ import torch
 
 from ..fields import build_field
 from ..fit import distill, distill_batch, evaluate
+from .fit_sweep import add_sweep_arguments, run_sweep_from_args
 from .report import environment, write_json
 
 SCENE_SOURCES = ("procedural", "meshes")
@@ -205,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Hydra override of the fit config, repeatable (fit.distill.common.steps=500)",
     )
     p.add_argument("--out", default="bench_out/fit.json")
+    add_sweep_arguments(p)
     a = p.parse_args(argv)
+    if a.sweep:
+        return run_sweep_from_args(a)
     if a.threads:
         torch.set_num_threads(a.threads)
     load_before = os.getloadavg()
