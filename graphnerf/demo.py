@@ -93,7 +93,6 @@ timings under "demo"), out_dir/report.md (tables, PNGs, both benchmark reports) 
 out_dir/summary.json. Wall and CPU time of each section and the load average at the start
 are printed at the end. threads=1 (the default) runs torch on one thread: the numbers repeat
 bit for bit and the CPU time is the wall time on an idle core.
-MEASURED
 
 Overrides are Hydra-style key=value pairs of configs/demo.yaml, e.g.
   graphnerf demo out_dir=/tmp/d train_steps=50 pretrained=none
