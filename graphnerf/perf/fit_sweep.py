@@ -229,6 +229,7 @@ def plot_sweep(doc: dict, path: str) -> None:
     """psnr_fg mean (solid) and p5 (dotted) against CPU s / NeRF, one colour per arch; a panel
     per scene source (rows) and eval size (columns); goals dashed grey."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -289,7 +290,7 @@ def plot_sweep(doc: dict, path: str) -> None:
                         mfc="none",
                     )
                     ax.annotate(
-                        f"{r['key'][:6]} x{r['mult']:g}",
+                        f"{r['key'].replace('batch_', '')} x{r['mult']:g}",
                         (r["cpu_seconds_per_nerf"], r["eval"][str(sz)]["psnr_fg_mean"]),
                         fontsize=6,
                         xytext=(3, -8),
@@ -299,6 +300,8 @@ def plot_sweep(doc: dict, path: str) -> None:
             ax.axhline(20, color="grey", ls=":", lw=0.8)
             ax.axvline(2, color="grey", ls="--", lw=0.8)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.set_title(f"{source}, eval {sz}x{sz}", fontsize=10)
             ax.set_xlabel("fit CPU s / NeRF (batch of 16, 1 thread)")
             ax.set_ylabel("psnr_fg (dB)")
