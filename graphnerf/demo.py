@@ -152,6 +152,8 @@ class SectionTimer:
                 "wall_s": round(time.perf_counter() - t, 1),
                 "cpu_s": round(time.process_time() - c, 1),
             }
+            s = self.sections[name]
+            print(f"[{name}: {s['wall_s']} s wall, {s['cpu_s']} s CPU]", flush=True)
 
 
 def _merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -448,6 +450,36 @@ def train_short(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "checkpoint": str(ckpt),
         "run_dir": str(run_dir),
     }
+
+
+#: Settings a rerun may change without invalidating the training run it continues.
+_RERUN_FREE = ("resume", "train.threads", "train.device", "data.num_workers", "wandb")
+
+
+def check_previous_run(tcfg: DictConfig, run_dir: Path) -> None:
+    """A rerun into the same out_dir continues ``run_dir`` only if it was made with the same
+    training settings; otherwise one line says so before any work."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return
+    from .train import read_checkpoint
+    from .train.loop import _diff_keys
+
+    try:
+        theirs = dict(read_checkpoint(last)["train"].get("config") or {})
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"demo: {last} cannot be continued ({e})") from None
+    mine = OmegaConf.to_container(tcfg, resolve=True)
+    diff = [
+        k
+        for k in _diff_keys(theirs, mine)
+        if not any(k == f or k.startswith(f + ".") for f in _RERUN_FREE)
+    ]
+    if diff:
+        raise ValueError(
+            f"demo: {run_dir} holds a training run made with other settings (differs in "
+            f"{diff[:6]}); choose another out_dir or remove {run_dir}"
+        )
 
 
 def _records(zoo: Path) -> list[dict[str, Any]]:
@@ -786,7 +818,8 @@ def check_config(cfg: DictConfig) -> None:
         from .bench import load_bench_config
         from .train.loop import load_train_config
 
-        load_train_config(train_overrides(cfg, out / "zoo", out / "train"))
+        tcfg = load_train_config(train_overrides(cfg, out / "zoo", out / "train"))
+        check_previous_run(tcfg, out / "train")
         load_bench_config(list(cfg.bench_overrides))
         choose_pretrained(cfg)
 
