@@ -109,3 +109,6 @@ def test_procedural13_plan_and_scale() -> None:
     assert len(make_plan(zoo_config(big)).jobs) == 2 * len(plan.jobs)
     assert int(train_config(big, "gmn").train.steps) == 3 * int(train_config(cfg, "gmn").train.steps)
     assert list(train_config(cfg, "lofo_hash").data.train_archs) == ["mlp", "triplane"]
+    from graphnerf.train.loop import model_name_of
+
+    assert model_name_of(train_config(cfg, "sane").model) == "sane"  # its config has no name

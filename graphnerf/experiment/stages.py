@@ -223,7 +223,7 @@ def _last_step(path: Path) -> int | None:
 
 def stage_train(cfg: DictConfig, run: str) -> dict[str, Any] | None:
     """Train (or continue) ``run``; None when it had already reached its steps."""
-    from ..train.loop import train
+    from ..train.loop import model_name_of, train
 
     tc = train_config(cfg, run)
     last = Path(str(tc.out_dir)) / "checkpoints" / "last.pt"
@@ -240,7 +240,7 @@ def stage_train(cfg: DictConfig, run: str) -> dict[str, Any] | None:
         "steps": int(summary["step"]),
         "partial": int(summary["step"]) < steps,  # stopped early (train.stop_after)
         "val_recall_at_1": val.get("val/recall_at_1"),
-        "config": {"model": str(tc.model.name), "loss": str(tc.loss.name)},
+        "config": {"model": model_name_of(tc.model), "loss": str(tc.loss.get("name", ""))},
     }
 
 
