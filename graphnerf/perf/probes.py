@@ -107,7 +107,8 @@ def run_suite(
 
 
 def table(rows: list[dict[str, Any]], tasks: tuple[str, ...], models: tuple[str, ...]) -> str:
-    """Markdown table task x model of the mean held-out R^2 (train R^2 in brackets)."""
+    """Markdown table task x model of the mean held-out R^2 (± its sample standard deviation
+    over seeds when there are several; mean train R^2 in brackets)."""
     lines = ["| task | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for t in tasks:
         cells = []
@@ -118,7 +119,11 @@ def table(rows: list[dict[str, Any]], tasks: tuple[str, ...], models: tuple[str,
                 continue
             val = statistics.mean(r["r2_val"] for r in rs)
             tr = statistics.mean(r["r2_train"] for r in rs)
-            cells.append(f"{val:.3f} ({tr:.3f})")
+            if len(rs) > 1:  # several seeds: mean ± sample standard deviation of held-out R^2
+                sd = statistics.stdev(r["r2_val"] for r in rs)
+                cells.append(f"{val:.3f} ± {sd:.3f} ({tr:.3f})")
+            else:
+                cells.append(f"{val:.3f} ({tr:.3f})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -21,7 +21,11 @@ Tasks (:data:`TASKS`; coordinates are AABB-normalised, ``[0, 1]^3``):
 * ``mlp_sphere`` — an MLP field (2 frequencies, 2 hidden layers of 32, ReLU) *fitted* by 300 Adam
   steps (all fields at once, stacked ``bmm``) so that its raw density output is ``6 (1 -
   |x - c| / r)`` clamped to [-3, 6] (a ball of radius ``r`` in [0.15, 0.3] at centre ``c`` in
-  [0.3, 0.7]^3) on uniformly drawn points. Target: ``[c, r]`` [n, 4].
+  [0.3, 0.7]^3). Half of each step's 512 points are drawn uniformly in the unit cube, half
+  uniformly in the ball of radius ``1.3 r`` around ``c``: with uniform points only, a small ball
+  holds ~7 of 512 points and 10 of 96 fits missed it (IoU of ``raw > 0`` with the ball on a
+  16^3 grid below 0.7, some 0, so the target was not a property of the field); with the
+  biased draw the IoU is 0.92-0.99 (mean 0.97) at the same cost. Target: ``[c, r]`` [n, 4].
 
 The blob's width and amplitude and the noise vary per field, so the value histogram alone does
 not give the centre. Everything is deterministic per ``seed`` (one ``torch.Generator``), and the
@@ -79,6 +83,8 @@ _SPECS = {
 _TASK_SALT = {name: i for i, name in enumerate(TASKS)}
 MLP_FIT_STEPS = 300
 MLP_FIT_POINTS = 512
+#: fraction of the fitting points drawn in the ball (radius 1.3 r) rather than the unit cube
+MLP_FIT_INSIDE = 0.5
 
 
 @dataclass
@@ -180,8 +186,15 @@ def _fit_mlps(spec: MLPSpec, fields: list[RadianceField], gen: torch.Generator) 
     ]
     opt = torch.optim.Adam(ws, lr=1e-2)
     pad = spec.mlp_widths[0] - spec.mlp_input_dim
+    n_in = int(MLP_FIT_POINTS * MLP_FIT_INSIDE)
     for _ in range(MLP_FIT_STEPS):
         x = torch.rand((n, MLP_FIT_POINTS, 3), generator=gen)
+        if n_in:  # half the points inside the ball (module docstring)
+            d = torch.randn((n, n_in, 3), generator=gen)
+            d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            d = d * torch.rand((n, n_in, 1), generator=gen) ** (1.0 / 3.0)
+            near = centre[:, None, :] + 1.3 * radius[:, None, None] * d
+            x[:, :n_in] = near.clamp(0.0, 1.0)
         feats = frequency_encoding(x.reshape(-1, 3), spec.n_frequencies).view(n, MLP_FIT_POINTS, -1)
         h = torch.cat([feats, feats.new_full((n, MLP_FIT_POINTS, pad), spec.pad_value)], -1)
         for w in ws[:-1]:
