@@ -76,8 +76,8 @@ under out_dir (default demo_out/).
   4. encoders: a few zoo NeRFs through the GMN (parameter graphs) and the SANE autoencoder
      (token sequences), untrained: that they run, and how fast.
   5. training (train=false skips 5-7): `graphnerf train` of the GMN with loss=rec_con
-     (rendering + 0.02 SigLIP, as gmnerf) on the train split, train_steps steps
-     (out_dir/train/; no val split, so last.pt is scored).
+     (rendering + 0.02 SigLIP, as gmnerf) on the train split, train_steps (150) steps of
+     4 objects x 2 NeRFs (out_dir/train/; no val split, so last.pt is scored).
   6. benchmark: `graphnerf benchmark` of that checkpoint on the test split (objects no
      encoder trained on; probes fitted on the train split) beside the same config at random
      init and the functional probe (out_dir/bench/short_run/).
@@ -92,7 +92,9 @@ results.json of the short run, the pretrained one under "pretrained", the demo's
 timings under "demo"), out_dir/report.md (tables, PNGs, both benchmark reports) and
 out_dir/summary.json. Wall and CPU time of each section and the load average at the start
 are printed at the end. threads=1 (the default) runs torch on one thread: the numbers repeat
-bit for bit and the CPU time is the wall time on an idle core.
+bit for bit and the CPU time is the wall time on an idle core. Measured on the 2-core
+development VM (load average 9-18, under nice): sections 1-4 about 225 s of CPU time; the
+rest was not timed end to end yet (estimated 7-9 min more from small runs).
 
 Overrides are Hydra-style key=value pairs of configs/demo.yaml, e.g.
   graphnerf demo out_dir=/tmp/d train_steps=50 pretrained=none
@@ -102,11 +104,16 @@ same out_dir reuses the fitted NeRFs and resumes the training run."""
 #: Settings of section 5 that the demo gives ``graphnerf train`` before ``train_overrides``
 #: (``{zoo}``, ``{out}``, ``{steps}``, ``{threads}`` are filled in). ``val.every=0``: the zoo has
 #: no val split, nothing is validated; ``checkpoint_every`` = the steps: one ``last.pt`` at the end.
+#: The teacher-ray cache is the procedural13 experiment's (2,048 rays x 96 samples per NeRF, as the
+#: shipped encoder was trained): at the default 4,096 x 128 filling it took ~2.2 CPU s per train
+#: NeRF, more than a third of the training section.
 TRAIN_BASE = (
     "zoo={zoo}",
     "out_dir={out}",
     "model=gmn",
     "loss=rec_con",
+    "render.teacher.n_rays=2048",
+    "render.teacher.n_samples=96",
     "train.steps={steps}",
     "train.threads={threads}",
     "train.checkpoint_every={steps}",
