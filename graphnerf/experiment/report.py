@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,9 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
         rows[run]["checkpoint_hash"] = b.get("checkpoint_hash")
         for name, res in (b.get("baselines") or {}).items():
             key = f"{run} (random init)" if name == "random_init" else name
+            if name == "functional_probe":  # its PCA size follows the model's embedding size
+                dims = re.search(r"PCA to (\d+) dims", str(res.get("description", "")))
+                key = f"functional probe (PCA {dims.group(1)})" if dims else "functional probe"
             baselines.setdefault(key, _row(res))
         if not chance:
             chance = {
@@ -94,6 +98,7 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
                 "r1_all_archs": None,
                 "rot_median": _get(b, "rotation.identity_median_deg"),
             }
+    baselines = dict(sorted(baselines.items(), key=lambda kv: kv[0].startswith("functional")))
     lofo: dict[str, dict[str, Any]] = {}
     for run, b in benches.items():
         held = b.get("held_out_family") or {}
@@ -184,9 +189,10 @@ def _plot(data: Mapping[str, Any], path: Path) -> Path | None:
 
 def _goal_lines(data: Mapping[str, Any]) -> list[str]:
     names = list(data["runs"])
-    fp = data["baselines"].get("functional_probe", {})
+    fps = [k for k in data["baselines"] if k.startswith("functional probe")]
+    fp = data["baselines"][fps[0]] if fps else {}
     out = [
-        "| goal | target | " + " | ".join(names) + " | functional probe |",
+        "| goal | target | " + " | ".join(names) + f" | {fps[0] if fps else 'functional probe'} |",
         "|---|---:|" + "---:|" * (len(names) + 1),
     ]
     for label, key, target, cmp in GOALS:

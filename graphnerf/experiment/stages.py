@@ -302,7 +302,8 @@ def run_experiment(overrides: Sequence[str] | DictConfig = ()) -> dict[str, Any]
     ledger = Ledger(root)
     ran_any = False
     for stage in stages:
-        if stage.kind == "report" and not ran_any and ledger.get("report") is not None:
+        explicit = stage.name in (cfg.get("only") or [])
+        if stage.kind == "report" and not (ran_any or explicit) and ledger.get("report"):
             print("report: up to date")
             continue
         timer = StageTimer()
