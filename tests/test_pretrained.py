@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,8 @@ def test_model_card(run):
     tr = card["training"]
     assert (tr["step"], tr["loss"], tr["seed"]) == (3, "rec_con_rot", 0)
     assert tr["train_archs"] == [MLP] and tr["steps_planned"] == 3
-    assert card["zoo"]["n_nerfs"] == 4 and card["zoo"]["per_split"] == {"train": 4}
+    assert card["zoo"]["n_nerfs"] == card["zoo"]["planned"] == 4
+    assert card["zoo"]["per_split"] == {"train": 4}
     assert card["zoo"]["classes"] == ["chair"] and card["zoo"]["config"]["rotations"] == 2
     assert card["metrics"] == {"model": {"accuracy_seen": 0.5}} and card["note"] == "test"
     assert card["created"].endswith("Z") and card["commands_notes"] == []
@@ -290,6 +292,17 @@ def test_benchmark_metrics_go_into_the_card(run, tmp_path):
     bench = "graphnerf benchmark RUN/checkpoints/last.pt ZOO --out BENCH seed=3"
     assert bench in card["commands"] and card["commands_notes"] == []
     assert card["commands"][-1].endswith("--benchmark BENCH/results.json")
+    # the benchmark may also have scored an earlier export (graphnerf benchmark NAME ...)
+    w2 = tmp_path / "w2"
+    w2.mkdir()
+    for suffix in (".pt", ".json"):
+        shutil.copy(run["weights"] / f"{NAME}{suffix}", w2)
+    res["checkpoint_hash"] = sha256(w2 / f"{NAME}.pt")
+    results.write_text(json.dumps(res))
+    export_pretrained(run["last"], NAME, w2, benchmark=results, commands=False)
+    assert list_pretrained(w2)[NAME]["metrics"]["model"]["accuracy_seen"] == 0.75
+    with pytest.raises(PretrainedError, match="not of the exported one"):  # not of another name
+        export_pretrained(run["last"], "other", w2, benchmark=results, commands=False)
 
 
 # ----------------------------------------------------------------------------- shipped ones

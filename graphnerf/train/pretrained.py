@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shlex
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,13 +165,16 @@ def export_pretrained(
             ``commands``); they win over the derived ones except the integrity fields (``format``,
             ``name``, ``file``, ``sha256``, ``size_bytes``).
         benchmark: a ``graphnerf benchmark`` ``results.json`` of this checkpoint (its
-            ``checkpoint_hash`` must be the checkpoint's sha256): its headline metrics and those
-            of its baselines go into ``metrics``.
+            ``checkpoint_hash`` must be the sha256 of the checkpoint, or of the slim file of an
+            earlier export of it under ``name``): its headline metrics and those of its
+            baselines go into ``metrics``.
         max_bytes: refuse a weights file of this size or more (default 20 MB).
         commands: derive the commands that reproduce the zoo, the training and the benchmark.
     Returns:
-        the path of ``<name>.pt``. The ``.pt`` is written before the ``.json`` (both atomically),
-        so the registry never sees a card without its weights.
+        the path of ``<name>.pt``. Everything is checked on a staged file first (size, loading,
+        metrics, card); then the ``.pt`` is renamed into place and the ``.json`` written
+        (atomically), so the registry never sees a card without its weights, and a refused
+        export leaves the folder as it was.
     """
     if not valid_name(name):
         raise PretrainedError(
@@ -185,12 +189,9 @@ def export_pretrained(
     out.mkdir(parents=True, exist_ok=True)
     slim = _slim(d, name, source_sha)
 
-    metrics: dict[str, Any] | None = None
-    if benchmark is not None:
-        metrics = metrics_from_benchmark(benchmark, source_sha)
-
     pt = out / f"{name}.pt"
-    size = {}
+    staging = out / f".{name}.{uuid.uuid4().hex[:12]}.pt.staging"
+    size: dict[str, Any] = {}
 
     def write(tmp: Path) -> None:
         torch.save(slim, tmp)
@@ -203,10 +204,12 @@ def export_pretrained(
         size["bytes"] = n
         size["sha256"] = _sha256(tmp)
 
-    atomic_write(pt, write)
     try:
-        # the slim file must load as the encoder it came from
-        enc = load_encoder(pt)
+        atomic_write(staging, write)
+        metrics: dict[str, Any] | None = None
+        if benchmark is not None:  # of the run checkpoint, or of a slim export of it
+            metrics = metrics_from_benchmark(benchmark, _exports_of(out, name, source_sha, size))
+        enc = load_encoder(staging)  # the slim file must load as an encoder
         full = model_card(
             d,
             slim,
@@ -222,12 +225,25 @@ def export_pretrained(
         )
         extra = dict(card or {})
         fixed = {k: full[k] for k in ("format", "name", "file", "sha256", "size_bytes")}
-        full = {**full, **extra, **fixed}
-        atomic_write_text(out / f"{name}.json", json.dumps(full, indent=2, sort_keys=False) + "\n")
-    except BaseException:
-        pt.unlink(missing_ok=True)
-        raise
+        text = json.dumps({**full, **extra, **fixed}, indent=2) + "\n"
+        os.replace(staging, pt)  # weights first, then the card that makes them visible
+    finally:
+        staging.unlink(missing_ok=True)
+    atomic_write_text(out / f"{name}.json", text)
     return pt
+
+
+def _exports_of(out: Path, name: str, source_sha: str, size: Mapping[str, Any]) -> list[str]:
+    """sha256s that stand for the checkpoint ``source_sha``: itself, the file being written, and
+    the weights of an earlier export of it under ``name`` (its card names the same source)."""
+    shas = [source_sha, str(size["sha256"])]
+    try:
+        prev = json.loads((out / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return shas
+    if isinstance(prev, dict) and (prev.get("source") or {}).get("sha256") == source_sha:
+        shas.append(str(prev.get("sha256")))
+    return shas
 
 
 def model_card(
@@ -327,6 +343,14 @@ def zoo_description(zoo: str | None) -> dict[str, Any]:
         counts[str(r.get("split"))] = counts.get(str(r.get("split")), 0) + 1
         archs[str(r.get("arch"))] = archs.get(str(r.get("arch")), 0) + 1
     out["n_nerfs"] = len(records)
+    if cfg is not None:  # an unfinished zoo says so: planned > n_nerfs
+        try:
+            from ..data import make_plan
+
+            out["planned"] = len(make_plan(cfg).jobs)
+        except (ValueError, TypeError, KeyError) as e:
+            out["planned"] = None
+            out["note"] = f"its plan could not be made from config.yaml ({e})"
     out["per_split"] = dict(sorted(counts.items()))
     out["per_arch"] = dict(sorted(archs.items()))
     out["classes"] = sorted({str(r.get("class")) for r in records})
@@ -348,12 +372,12 @@ def _zoo_config(root: Path) -> dict[str, Any] | None:
 
 # ----------------------------------------------------------------------------- metrics
 def metrics_from_benchmark(
-    results: str | os.PathLike[str], checkpoint_sha: str | None = None
+    results: str | os.PathLike[str], checkpoint_sha: str | Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Headline metrics of a ``graphnerf benchmark`` ``results.json`` (model and baselines):
     classification accuracy on seen / unseen architectures (MLP probe), cross-architecture
     recall@1, median rotation error; plus where they come from. ``checkpoint_sha``: refuse
-    results of another checkpoint."""
+    results of another checkpoint (or one of several accepted hashes)."""
     p = Path(results)
     try:
         r = json.loads(p.read_text())
@@ -362,10 +386,11 @@ def metrics_from_benchmark(
     if not isinstance(r, dict) or "classification" not in r:
         raise PretrainedError(f"{p}: not a graphnerf benchmark results.json (no 'classification')")
     got = r.get("checkpoint_hash")
-    if checkpoint_sha is not None and got != checkpoint_sha:
+    accept = [checkpoint_sha] if isinstance(checkpoint_sha, str) else list(checkpoint_sha or [])
+    if accept and got not in accept:
         raise PretrainedError(
             f"{p}: results of checkpoint {str(got)[:12]}..., not of the exported one "
-            f"{checkpoint_sha[:12]}..."
+            f"{accept[0][:12]}..."
         )
 
     def head(x: Mapping[str, Any]) -> dict[str, Any]:
