@@ -272,3 +272,61 @@ def test_bench_scenes_cycle_sources_and_speedups_are_ratios():
     ]
     add_speedups(rows)
     assert [r["speedup"] for r in rows] == [1.0, 2.0, None]
+
+
+class CountingScene(SphereBox):
+    """SphereBox that counts the points it is asked about."""
+
+    def __init__(self):
+        super().__init__()
+        self.points = 0
+
+    def query(self, x):
+        self.points += x.shape[0]
+        return super().query(x)
+
+    __call__ = query
+
+
+def test_evaluate_sizes_equals_evaluate_and_reuses_the_scene_side():
+    from graphnerf.fit.evaluate import evaluate_sizes
+
+    field = build_field("hash", seed=0)
+    with torch.no_grad():
+        field.table.uniform_(-1.0, 1.0, generator=gen(2))
+    scene = CountingScene()
+    ref: dict = {}
+    both = evaluate_sizes(field, scene, (12, 16), 32, iou_res=24, reference=ref, keep_renders=True)
+    for size in (12, 16):
+        alone = evaluate(field, SphereBox(), size=size, n_samples=32, iou_res=24)
+        assert both[size]["psnr_fg_views"] == alone["psnr_fg_views"]
+        assert both[size]["psnr"] == alone["psnr"] and both[size]["iou"] == alone["iou"]
+        pred, op_pred, target, op_target = both[size]["renders"]
+        assert pred.shape == (4, size, size, 3) and op_target.shape == (4, size, size)
+    asked = scene.points
+    again = evaluate_sizes(field, scene, (12, 16), 32, iou_res=24, reference=ref)
+    assert scene.points == asked  # cameras, occupancy and renders of the scene came from ref
+    assert again[16]["psnr_fg_views"] == both[16]["psnr_fg_views"]
+    wider = dataclasses.replace(field.spec, aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+    other = build_field(wider, seed=1)
+    with pytest.raises(ValueError, match="AABB"):
+        evaluate_sizes(other, scene, (12,), 32, iou_res=24, reference=ref)
+
+
+def test_fit_sweep_budgets_scale_each_family_default():
+    import argparse
+
+    from graphnerf.perf.fit_sweep import budgets, parse_sweep, scaled_config
+
+    assert parse_sweep("steps=0.5,2") == ("steps", [0.5, 2.0])
+    for bad in ("steps", "lr=2", "steps=a", "steps=0,1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_sweep(bad)
+    pts = budgets([("steps", [0.5, 1.0, 2.0]), ("batch_points", [2.0])])
+    assert pts == [("steps", 1.0), ("steps", 0.5), ("steps", 2.0), ("batch_points", 2.0)]
+    for arch, family in (("mlp", "mlp"), ("hash", "hash")):
+        base = fit_config(DistillConfig, None, "distill", family)
+        doubled = scaled_config(arch, "steps", 2.0)
+        assert doubled.steps == 2 * base.steps
+        assert dataclasses.replace(doubled, steps=base.steps) == base
+    assert scaled_config("mlp", "steps", 1.0, ["fit.distill.common.steps=10"]).steps == 10
