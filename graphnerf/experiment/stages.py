@@ -17,7 +17,6 @@ with its wall and CPU time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing as mp
 from collections.abc import Mapping, Sequence
@@ -144,14 +143,6 @@ def run_checkpoint(cfg: DictConfig, run: str) -> Path:
     return ck / "best.pt" if (ck / "best.pt").is_file() else ck / "last.pt"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------
 # the stages
 
@@ -164,14 +155,16 @@ def _generate_shard(zc: dict[str, Any], shard: tuple[int, int], threads: int | N
     generate(OmegaConf.create(zc), shard=shard, progress=True)
 
 
-def _zoo_missing(zc: DictConfig) -> int:
-    """NeRFs of the plan not yet in the manifest (or without their file)."""
+def _zoo_progress(zc: DictConfig) -> tuple[int, int]:
+    """``(missing, planned)``: NeRFs of the plan not yet in the manifest (or without their file),
+    and all NeRFs of the plan."""
     from ..data.manifest import read_manifest
     from ..data.plan import make_plan
 
     root = Path(str(zc.out_dir))
     have = {r["id"] for r in read_manifest(root, missing_ok=True) if (root / r["file"]).is_file()}
-    return sum(1 for j in make_plan(zc).jobs if j.id not in have)
+    jobs = make_plan(zc).jobs
+    return sum(1 for j in jobs if j.id not in have), len(jobs)
 
 
 def stage_zoo(cfg: DictConfig) -> dict[str, Any] | None:
@@ -179,7 +172,7 @@ def stage_zoo(cfg: DictConfig) -> dict[str, Any] | None:
     from ..data import generate
 
     zc = zoo_config(cfg)
-    missing = _zoo_missing(zc)
+    missing, planned = _zoo_progress(zc)
     if missing == 0:
         return None
     n = max(1, int(cfg.zoo.shards))
@@ -200,16 +193,10 @@ def stage_zoo(cfg: DictConfig) -> dict[str, Any] | None:
         failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"zoo: generation shards {failed} of {n} failed (see their output)")
-    left = _zoo_missing(zc)
+    left, _ = _zoo_progress(zc)
     if left:
         raise RuntimeError(f"zoo: {left} NeRFs still missing in {zc.out_dir} after generation")
-    return {"nerfs": len(_plan_ids(zc))}
-
-
-def _plan_ids(zc: DictConfig) -> list[str]:
-    from ..data.plan import make_plan
-
-    return [j.id for j in make_plan(zc).jobs]
+    return {"nerfs": planned}
 
 
 def _last_step(path: Path) -> int | None:
@@ -247,6 +234,7 @@ def stage_train(cfg: DictConfig, run: str) -> dict[str, Any] | None:
 def stage_bench(cfg: DictConfig, run: str) -> dict[str, Any] | None:
     """Benchmark ``run``'s checkpoint on the zoo's test split; None when already scored."""
     from ..bench.benchmark import run_benchmark
+    from ..train.checkpoint import _sha256
 
     ckpt = run_checkpoint(cfg, run)
     if not ckpt.is_file():
