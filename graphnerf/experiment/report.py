@@ -85,7 +85,7 @@ def collect(cfg: DictConfig) -> dict[str, Any]:
         rows[run]["checkpoint_hash"] = b.get("checkpoint_hash")
         for name, res in (b.get("baselines") or {}).items():
             key = f"{run} (random init)" if name == "random_init" else name
-            if name == "functional_probe":  # its PCA size follows the model's embedding size
+            if name == "functional_probe":  # named by its PCA size (runs may differ in it)
                 dims = re.search(r"PCA to (\d+) dims", str(res.get("description", "")))
                 key = f"functional probe (PCA {dims.group(1)})" if dims else "functional probe"
             baselines.setdefault(key, _row(res))

@@ -1,12 +1,14 @@
 """Probe suite: do the encoders read where values sit in space? (issue 13)
 
 ``python scripts/bench.py probes [--tasks ...] [--models gmn sane deepsets] [--steps 1000]
-[--seeds 0] [--out FILE]``
+[--seeds 0] [--schedule constant] [--out FILE]``
 
 For every task of :mod:`graphnerf.probes.tasks` (64 training and 32 held-out fields) and every
-model, trains the encoder + a linear head with Adam on batches of 16 (:func:`run_probe`) and
-prints a table of held-out R^2 (train R^2 in brackets), averaged over the seeds, with the steps,
-learning rates, threads and CPU seconds. Models (each at its default configuration):
+model, trains the encoder + a linear head with Adam on batches of 16 (:func:`run_probe`, constant
+learning rate unless ``--schedule`` says otherwise) and prints a table of held-out R^2 (train R^2
+in brackets), averaged over the seeds, then each model's held-out R^2 minus DeepSets' on the
+same seed (:func:`gap_table`), with the steps, learning rates, threads and CPU seconds. A line
+per run is printed as it finishes. Models (each at its default configuration):
 
 * ``gmn`` — :class:`~graphnerf.models.GMNEncoder` on the default ``to_graph`` graphs;
 * ``sane`` — :class:`~graphnerf.models.sane.SANEAutoencoder` ``.embed`` on the default tokens
@@ -32,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ..probes.runner import ProbeModel, run_probe
+from ..probes.runner import SCHEDULES, ProbeModel, run_probe
 from ..probes.tasks import TASKS, make_task
 from .report import environment, write_json
 
@@ -51,6 +53,10 @@ LEARNING_RATES: dict[str, float] = {
 DEEPSETS_WIDTH = 64
 #: probe-vertex lattice of ``gmn_probes`` (hash tasks only; other tasks: same as ``gmn``)
 PROBE_LATTICE = 8
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # one line per run, visible in a log file while the suite runs
 
 
 def make_model(name: str) -> ProbeModel:
@@ -84,7 +90,8 @@ def run_suite(
     seeds: tuple[int, ...],
     n_train: int = 64,
     n_val: int = 32,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = _print_now,
+    schedule: str = "constant",
 ) -> list[dict[str, Any]]:
     """Every (task, model, seed) once; one result dict each (:class:`ProbeResult` fields)."""
     rows = []
@@ -96,7 +103,15 @@ def run_suite(
                     continue  # probe vertices exist for hash grids only
                 torch.manual_seed(seed)
                 m = make_model(model)
-                r = run_probe(task, m, model, steps=steps, lr=LEARNING_RATES[model], seed=seed)
+                r = run_probe(
+                    task,
+                    m,
+                    model,
+                    steps=steps,
+                    lr=LEARNING_RATES[model],
+                    seed=seed,
+                    schedule=schedule,
+                )
                 rows.append(r.to_dict())
                 if log is not None:
                     log(
@@ -128,6 +143,34 @@ def table(rows: list[dict[str, Any]], tasks: tuple[str, ...], models: tuple[str,
     return "\n".join(lines)
 
 
+def gap_table(
+    rows: list[dict[str, Any]],
+    tasks: tuple[str, ...],
+    models: tuple[str, ...],
+    baseline: str = "deepsets",
+) -> str:
+    """Markdown table task x model of the held-out R^2 *minus the baseline's on the same seed*
+    (same fields, same targets): mean over the seeds both ran, then the worst seed and the number
+    of seeds in brackets. Positive: ahead of the baseline."""
+    others = tuple(m for m in models if m != baseline)
+    lines = ["| task | " + " | ".join(f"{m} - {baseline}" for m in others) + " |"]
+    lines.append("|---" * (len(others) + 1) + "|")
+    for t in tasks:
+        base = {r["seed"]: r["r2_val"] for r in rows if r["task"] == t and r["model"] == baseline}
+        cells = []
+        for m in others:
+            d = [
+                r["r2_val"] - base[r["seed"]]
+                for r in rows
+                if r["task"] == t and r["model"] == m and r["seed"] in base
+            ]
+            cells.append(
+                f"{statistics.mean(d):+.3f} (worst {min(d):+.3f}, {len(d)} seeds)" if d else "-"
+            )
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.py probes", description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -135,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--schedule",
+        default="constant",
+        choices=SCHEDULES,
+        help="learning-rate schedule (graphnerf.probes.runner.SCHEDULES; constant by default)",
+    )
     p.add_argument("--out", default="bench_out/probes.json")
     p.add_argument("--merge", nargs="+", default=None, help="JSON results to combine")
     a = p.parse_args(argv)
@@ -150,19 +199,25 @@ def main(argv: list[str] | None = None) -> int:
         a.steps = steps.pop() if len(steps) == 1 else sorted(steps)
         a.seeds = sorted({r["seed"] for r in rows})
     else:
-        rows = run_suite(tasks, models, a.steps, tuple(a.seeds))
+        rows = run_suite(tasks, models, a.steps, tuple(a.seeds), schedule=a.schedule)
     tab = table(rows, tasks, models)
     head = f"held-out R^2 (train R^2), {a.steps} Adam steps, batch 16, seeds {a.seeds}"
     print(f"\n{head}, learning rates {LEARNING_RATES}")
     print(tab)
+    gaps = gap_table(rows, tasks, models) if "deepsets" in models else ""
+    if gaps:
+        print("\nheld-out R^2 minus DeepSets' on the same seed")
+        print(gaps)
     result = {
         "suite": "probes",
         "steps": a.steps,
         "seeds": a.seeds,
         "learning_rates": {m: LEARNING_RATES[m] for m in models},
+        "schedules": sorted({r.get("schedule", "constant") for r in rows}),
         "environment": environment(),
         "cpu_seconds": time.process_time() - t0,
         "table": tab,
+        "gaps": gaps,
         "rows": rows,
     }
     write_json(result, a.out)

@@ -24,7 +24,13 @@ from torch import Tensor, nn
 from ..fields import RadianceField
 from .tasks import ProbeTask
 
-__all__ = ["ProbeModel", "ProbeResult", "r2_score", "run_probe"]
+__all__ = ["SCHEDULES", "ProbeModel", "ProbeResult", "r2_score", "run_probe"]
+
+#: learning-rate schedules of :func:`run_probe`: constant; warmup (linear from ``lr / n`` to
+#: ``lr`` over the first ``n = pct_start * steps`` steps, then constant); OneCycle (cosine
+#: warm-up to ``lr`` over ``pct_start`` of the steps, then cosine annealing towards 0, as
+#: ``graphnerf train``)
+SCHEDULES = ("constant", "warmup", "onecycle")
 
 
 class ProbeModel(Protocol):
@@ -51,6 +57,7 @@ class ProbeResult:
     loss_last: float
     steps: int
     lr: float
+    schedule: str
     batch_size: int
     seed: int
     n_params: int
@@ -83,6 +90,8 @@ def run_probe(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     log_every: int = 100,
+    schedule: str = "constant",
+    pct_start: float = 0.1,
 ) -> ProbeResult:
     """Fit ``model`` + a linear head to ``task``'s training targets; R^2 on both sets.
 
@@ -90,9 +99,12 @@ def run_probe(
         task: from :func:`~graphnerf.probes.tasks.make_task`.
         model: the encoder (:class:`ProbeModel`); its parameters are trained.
         model_name: label in the result.
-        steps: Adam steps; batch_size: fields per step; lr: Adam learning rate.
+        steps: Adam steps; batch_size: fields per step; lr: Adam learning rate (the peak
+            with ``schedule="onecycle"``).
         seed: seeds the head's initialisation and the batch order.
         log: called with a progress line every ``log_every`` steps (None: silent).
+        schedule: ``"constant"`` or ``"onecycle"`` (:data:`SCHEDULES`); pct_start: the
+            OneCycle warm-up share.
     """
     t0 = time.process_time()
     train = model.prepare(task.fields_train)
@@ -105,6 +117,16 @@ def run_probe(
     head = nn.Linear(model.embedding_dim, yt.size(1))
     params = [*model.module.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"run_probe: schedule must be one of {SCHEDULES}, got {schedule!r}")
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=max(steps, 1), pct_start=pct_start
+        )
+    elif schedule == "warmup":
+        n_warm = max(int(pct_start * steps), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / n_warm))
     n = len(train)
     order = torch.randperm(n, generator=gen)
     pos = 0
@@ -121,6 +143,8 @@ def run_probe(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         losses.append(float(loss.detach()))
         if log is not None and (step % log_every == 0 or step == steps - 1):
             log(f"{task.name} {model_name} step {step} loss {losses[-1]:.4f}")
@@ -140,6 +164,7 @@ def run_probe(
         loss_last=float(sum(losses[-20:]) / max(len(losses[-20:]), 1)),
         steps=steps,
         lr=lr,
+        schedule=schedule,
         batch_size=batch_size,
         seed=seed,
         n_params=sum(p.numel() for p in params),
