@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from _tiny import TINY_GMN, TINY_HEADS
 from omegaconf import OmegaConf
 
 import graphnerf
@@ -29,21 +30,7 @@ TINY_ZOO = [
     "fit.distill.common.cache_surface=4096",
     "fit.distill.common.surface_grid=24",
 ]
-TINY_TRAIN = [
-    "data.objects_per_batch=2",
-    "model.hidden=16",
-    "model.edge_hidden=8",
-    "model.n_blocks=1",
-    "model.embedding_dim=32",
-    "heads.projection.dims=[32,16]",
-    "heads.rotation.hidden=32",
-    "decoder.net.hidden_dim=32",
-    "decoder.net.n_frequencies=4",
-    "render.teacher.n_rays=64",
-    "render.teacher.n_samples=16",
-    "render.rays_per_field=16",
-    "render.n_samples=8",
-]
+TINY_TRAIN = ["data.objects_per_batch=2", *TINY_GMN, *TINY_HEADS]
 TINY_BENCH = [
     "classification.mlp.epochs=5",
     "classification.mlp.hidden=[32]",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import TINY_GMN, TINY_HEADS
 from safetensors import safe_open
 
 import graphnerf
@@ -46,23 +47,13 @@ ZOO_OVERRIDES = [
 ]
 GMN = [
     "model=gmn",
-    "model.hidden=16",
-    "model.edge_hidden=8",
-    "model.n_blocks=1",
-    "model.embedding_dim=32",
+    *TINY_GMN,
     "loss=rec_con_rot",
     "wandb.mode=disabled",
     "train.threads=1",
     "train.steps=3",
     "data.objects_per_batch=2",
-    "heads.projection.dims=[32,16]",
-    "heads.rotation.hidden=32",
-    "decoder.net.hidden_dim=32",
-    "decoder.net.n_frequencies=4",
-    "render.teacher.n_rays=64",
-    "render.teacher.n_samples=16",
-    "render.rays_per_field=16",
-    "render.n_samples=8",
+    *TINY_HEADS,
 ]
 NAME = "tiny-gmn"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import TINY_GMN, TINY_HEADS
 
 from graphnerf.cli import main as cli_main
 from graphnerf.data import generate, load_zoo_config
@@ -33,25 +34,12 @@ COMMON = [
     "wandb.mode=disabled",
     "train.threads=1",
     "data.objects_per_batch=2",
-    "heads.projection.dims=[32,16]",
-    "heads.rotation.hidden=32",
-    "decoder.net.hidden_dim=32",
-    "decoder.net.n_frequencies=4",
-    "render.teacher.n_rays=64",
-    "render.teacher.n_samples=16",
-    "render.rays_per_field=16",
-    "render.n_samples=8",
+    *TINY_HEADS,
     "val.batches=1",
     "train.log_every=1",
 ]
 SMALL = {
-    "gmn": [
-        "model=gmn",
-        "model.hidden=16",
-        "model.edge_hidden=8",
-        "model.n_blocks=1",
-        "model.embedding_dim=32",
-    ],
+    "gmn": ["model=gmn", *TINY_GMN],
     "sane": [
         "model=sane",
         "model.net.d_model=32",
