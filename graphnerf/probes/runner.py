@@ -103,9 +103,11 @@ def run_probe(
             with ``schedule="onecycle"``).
         seed: seeds the head's initialisation and the batch order.
         log: called with a progress line every ``log_every`` steps (None: silent).
-        schedule: ``"constant"`` or ``"onecycle"`` (:data:`SCHEDULES`); pct_start: the
-            OneCycle warm-up share.
+        schedule: ``"constant"``, ``"warmup"`` or ``"onecycle"`` (:data:`SCHEDULES`);
+            pct_start: the share of the steps spent warming up (warmup, onecycle).
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"run_probe: schedule must be one of {SCHEDULES}, got {schedule!r}")
     t0 = time.process_time()
     train = model.prepare(task.fields_train)
     val = model.prepare(task.fields_val)
@@ -117,8 +119,6 @@ def run_probe(
     head = nn.Linear(model.embedding_dim, yt.size(1))
     params = [*model.module.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"run_probe: schedule must be one of {SCHEDULES}, got {schedule!r}")
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
     if schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
