@@ -164,9 +164,8 @@ def gap_table(
                 for r in rows
                 if r["task"] == t and r["model"] == m and r["seed"] in base
             ]
-            cells.append(
-                f"{statistics.mean(d):+.3f} (worst {min(d):+.3f}, {len(d)} seeds)" if d else "-"
-            )
+            n = f"{len(d)} seed" + ("s" if len(d) > 1 else "")
+            cells.append(f"{statistics.mean(d):+.3f} (worst {min(d):+.3f}, {n})" if d else "-")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
