@@ -214,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         "learning_rates": {m: LEARNING_RATES[m] for m in models},
         "schedules": sorted({r.get("schedule", "constant") for r in rows}),
         "environment": environment(),
-        "cpu_seconds": time.process_time() - t0,
+        # a merge reports the runs' own CPU time (training + preparation), not its own
+        "cpu_seconds": (
+            sum(r.get("seconds", 0.0) + r.get("prepare_seconds", 0.0) for r in rows)
+            if a.merge
+            else time.process_time() - t0
+        ),
         "table": tab,
         "gaps": gaps,
         "rows": rows,
