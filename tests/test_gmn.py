@@ -113,12 +113,27 @@ def reference_embedding(m: GMNEncoder, data: Batch) -> torch.Tensor:
         h = torch.where(recv[:, None], h_new, h)
     ro = m.readout
     zn = scatter(ro.node_phi(h[recv]), data.batch[recv], dim=0, dim_size=b, reduce="mean")
-    ze = scatter(ro.edge_phi(e), edge_graph, dim=0, dim_size=b, reduce="mean")
+    if m.cfg.edge_readout == "edge":
+        ze = scatter(ro.edge_phi(e), edge_graph, dim=0, dim_size=b, reduce="mean")
+    else:  # per graph, the mean over its edge types of each type's mean, one graph at a time
+        phi = ro.edge_phi(e)
+        ze = torch.stack(
+            [
+                torch.stack(
+                    [
+                        phi[(edge_graph == g) & (etype == t)].mean(0)
+                        for t in etype[edge_graph == g].unique()
+                    ]
+                ).mean(0)
+                for g in range(b)
+            ]
+        )
     return ro.rho(torch.cat([zn, ze], dim=-1))
 
 
-def test_matches_reference_equations() -> None:
-    m = model()
+@pytest.mark.parametrize("edge_readout", ["type", "edge"])
+def test_matches_reference_equations(edge_readout: str) -> None:
+    m = model(dataclasses.replace(SMALL, edge_readout=edge_readout))
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():  # LayerNorms away from their identity initialisation
         for mod in m.modules():
@@ -600,3 +615,33 @@ def test_pad_weights_are_left_out_by_default() -> None:
     with torch.no_grad():
         assert torch.equal(m(g), m(g2))
         assert_moved(keep(g), keep(g2))
+
+
+# ---------------------------------------------------------------- edge-type balance
+
+
+def _repeat_edges_of_type(g: Data, edge_type: EdgeType, times: int) -> Data:
+    """The graph with every edge of ``edge_type`` listed ``times`` times (same values)."""
+    sel = g.edge_type == edge_type
+    out = g.clone()
+    extra = sel.nonzero().squeeze(1).repeat(times - 1)
+    out.edge_index = torch.cat([g.edge_index, g.edge_index[:, extra]], 1)
+    out.edge_attr = torch.cat([g.edge_attr, g.edge_attr[extra]])
+    out.edge_type = torch.cat([g.edge_type, g.edge_type[extra]])
+    return out
+
+
+def test_edge_kinds_weigh_the_same_whatever_their_count() -> None:
+    """With the default type-balanced readout a kind of parameter counts by what its values say,
+    not by how many there are: listing every plane edge of a tri-plane 3 times (their targets,
+    the channel nodes, receive nothing else, so every mean message is unchanged) leaves the
+    embedding as it is. One mean over all edges (``edge_readout="edge"``) moves with the count."""
+    g = graph("triplane", 0)
+    g3 = _repeat_edges_of_type(g, EdgeType.PLANE, 3)
+    n_plane = int((g.edge_type == EdgeType.PLANE).sum())
+    assert n_plane > 0 and int((g3.edge_type == EdgeType.PLANE).sum()) == 3 * n_plane
+    with torch.no_grad():
+        balanced = model(SMALL)
+        assert_same(balanced(g3), balanced(g), rtol=1e-5)
+        by_edge = model(dataclasses.replace(SMALL, edge_readout="edge"))
+        assert_moved(by_edge(g3), by_edge(g))

@@ -73,6 +73,26 @@ def test_gmn_embeds_cached_graphs_like_fields():
     assert torch.allclose(enc.embed([g]), enc.embed([f]))
 
 
+def test_checkpoint_older_than_a_config_key_keeps_its_function(tmp_path):
+    """A GMN checkpoint written before ``edge_readout`` existed (one mean over all edges) loads
+    with that readout, and computes what it did; a new one keeps the default (type-balanced)."""
+    enc = build_encoder(small_cfg("gmn"), seed=1, name="gmn")
+    assert enc.config["edge_readout"] == "type"
+    ck = checkpoint_dict(enc.module, archs=None, zoo="zoo", step=1, config={})
+    save_checkpoint(ck, tmp_path / "new.pt")
+    assert load_encoder(tmp_path / "new.pt").config["edge_readout"] == "type"
+    del ck["model"]["config"]["edge_readout"]  # as written before the key existed
+    save_checkpoint(ck, tmp_path / "old.pt")
+    old = load_encoder(tmp_path / "old.pt")
+    assert old.config["edge_readout"] == "edge"
+    legacy = dict(small_cfg("gmn"), edge_readout="edge")
+    fields = [graphnerf.build_field(a, seed=0) for a in ("hash", "triplane")]
+    with torch.no_grad():
+        ref = build_encoder(legacy, seed=1, name="gmn").embed(fields)
+    assert torch.equal(old.embed(fields), ref)
+    assert not torch.allclose(enc.embed(fields), ref)
+
+
 def test_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a zip")

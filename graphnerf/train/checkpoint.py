@@ -41,6 +41,7 @@ from .registry import shipped_hint
 
 __all__ = [
     "FORMAT",
+    "LEGACY_CONFIG",
     "PRETRAINED",
     "CheckpointFormatError",
     "TrainedEncoder",
@@ -60,6 +61,14 @@ PRETRAINED: Mapping[str, str] = _SHIPPED
 #: Top-level TrainModule parts a slim (shipped) checkpoint may leave out: training-only losses
 #: (the rendering decoder, the SigLIP temperature / bias); its ``"omitted"`` entry lists them.
 OMITTABLE = ("decoder", "siglip")
+
+
+#: Model config keys added after checkpoints of :data:`FORMAT` were first written, per model, with
+#: the value that reproduces what those older checkpoints computed. :func:`read_checkpoint` fills
+#: a missing key with it (a new config gets the current default from its YAML instead).
+LEGACY_CONFIG: Mapping[str, Mapping[str, Any]] = {
+    "gmn": {"edge_readout": "edge"},  # the type-balanced edge readout became the default later
+}
 
 
 class CheckpointFormatError(ValueError):
@@ -106,6 +115,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{p}: model name {model.get('name') if isinstance(model, dict) else model!r} is not "
             f"one of {list(MODEL_NAMES)}"
         )
+    cfg = model.get("config")
+    if isinstance(cfg, dict):
+        for key, value in LEGACY_CONFIG.get(model["name"], {}).items():
+            cfg.setdefault(key, value)
     return d
 
 
