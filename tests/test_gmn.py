@@ -30,7 +30,10 @@ from graphnerf.models.edge_ops import (
     unique_rows,
 )
 
-SMALL = GMNConfig(hidden=32, edge_hidden=16, n_blocks=2, embedding_dim=64)
+# The equation and symmetry tests need blocks that compute something: a trained encoder's are
+# not the identity, which the default residual_init="zero" makes them at initialisation
+# (test_zero_residual_init_starts_as_the_local_model covers the default).
+SMALL = GMNConfig(hidden=32, edge_hidden=16, n_blocks=2, embedding_dim=64, residual_init="scaled")
 
 SPECS = {
     "mlp": MLPSpec(n_frequencies=2, n_neurons=16),
@@ -86,10 +89,11 @@ def first_hidden_node(g: Data) -> int:
 # ---------------------------------------------------------------- the equations
 
 
-def reference_embedding(m: GMNEncoder, data: Batch) -> torch.Tensor:
+def reference_embedding(m: GMNEncoder, data: Batch, blocks: bool = True) -> torch.Tensor:
     """The equations of graphnerf.models.gmn written out plainly: every node state kept and
     projected in every block, the edge MLP on the gathered endpoint projections, plain scatter
-    means (the model computes the same with static projections, fused products, PyG hooks)."""
+    means (the model computes the same with static projections, fused products, PyG hooks).
+    ``blocks=False``: the lifting and the readout alone (no message passing)."""
     keep = torch.ones_like(data.edge_type, dtype=torch.bool)
     if m.cfg.drop_pad_weights:  # the never-trained weights into padded outputs are left out
         keep = data.edge_type != EdgeType.PAD_WEIGHT
@@ -104,7 +108,7 @@ def reference_embedding(m: GMNEncoder, data: Batch) -> torch.Tensor:
         e = e * (1 + gamma) + beta
     e = e + m.edge_type_embedding(etype)
     recv = torch.bincount(dst, minlength=n) > 0
-    for blk in m.blocks:
+    for blk in m.blocks if blocks else []:
         hn = blk.edge_norm_h(h)
         pre = blk.edge_src(hn)[src] + blk.edge_dst(hn)[dst] + blk.edge_self(blk.edge_norm_e(e))
         e = e + blk.edge_out(F.silu(pre))
@@ -143,6 +147,29 @@ def test_matches_reference_equations(edge_readout: str) -> None:
     batch = Batch.from_data_list([graph("mlp", 0), graph("hash", 1), graph("triplane", 2)])
     with torch.no_grad():
         assert_same(m(batch), reference_embedding(m, batch), rtol=2e-5)
+
+
+def test_zero_residual_init_starts_as_the_local_model() -> None:
+    """Default ``residual_init="zero"``: untrained, the encoder is its lifting and readout alone
+    (a DeepSets over the FiLM-lifted edges); one Adam step later the blocks pass messages."""
+    cfg = dataclasses.replace(SMALL, residual_init="zero")
+    assert GMNConfig().residual_init == "zero"
+    m = model(cfg).train()
+    batch = mixed_batch()
+    with torch.no_grad():
+        local = reference_embedding(m, batch, blocks=False)
+        assert_same(m(batch), local, rtol=2e-5)
+        scaled = model(SMALL)  # the same seed with "scaled" branches: the blocks move it
+        assert_moved(scaled(batch), reference_embedding(scaled, batch, blocks=False))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(2):  # step 1 moves the branches' last layers, step 2 everything before them
+        _, grads = loss_and_grads(m, batch)
+        opt.step()
+    assert all(bool(g.abs().sum() > 0) for g in grads.values()) and len(grads) == len(
+        list(m.parameters())
+    ), "some parameter still gets no gradient after two steps"
+    with torch.no_grad():
+        assert_moved(m(batch), reference_embedding(m, batch, blocks=False))
 
 
 # ---------------------------------------------------------------- hidden-neuron permutations
@@ -412,6 +439,8 @@ def test_config_rejects_bad_values() -> None:
         GMNConfig(edge_chunk=0)
     with pytest.raises(ValueError, match="aggr"):
         GMNConfig(aggr="median")
+    with pytest.raises(ValueError, match="residual_init"):
+        GMNConfig(residual_init="ones")
     with pytest.raises(ValueError, match="not 'gmn'"):
         GMNConfig.from_dict({"name": "sane"})
 

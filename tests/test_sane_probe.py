@@ -49,3 +49,14 @@ def test_training_batches_see_fresh_points_and_evaluation_fixed_ones():
     seqs = [probe.tokens(task.fields_train) for _ in range(2)]
     assert torch.equal(seqs[0].tokens, seqs[1].tokens)  # eval: fixed points, no augmentation
     assert torch.equal(seqs[0].xyz[0][seqs[0].kind[0] == GRID], probe.points)
+
+
+def test_suite_seed_sets_sane_initialisation():
+    """``bench.py probes --seeds``: a seed fixes SANE's initialisation as it does the others'."""
+    from graphnerf.perf.probes import make_model
+
+    def first_weights(seed: int) -> torch.Tensor:
+        return next(make_model("sane", seed).module.parameters()).detach().clone()
+
+    assert torch.equal(first_weights(1), first_weights(1))
+    assert not torch.equal(first_weights(0), first_weights(1))

@@ -67,7 +67,8 @@ OMITTABLE = ("decoder", "siglip")
 #: the value that reproduces what those older checkpoints computed. :func:`read_checkpoint` fills
 #: a missing key with it (a new config gets the current default from its YAML instead).
 LEGACY_CONFIG: Mapping[str, Mapping[str, Any]] = {
-    "gmn": {"edge_readout": "edge"},  # the type-balanced edge readout became the default later
+    # the type-balanced edge readout and zero-initialised residual branches became defaults later
+    "gmn": {"edge_readout": "edge", "residual_init": "scaled"},
 }
 
 
