@@ -430,7 +430,8 @@ def test_config_defaults_equal_yaml() -> None:
     assert GMNConfig.from_omegaconf(load_config("model/gmn").model) == GMNConfig()
     d = GMNConfig().to_dict()
     assert set(d) == set(yaml_cfg) - {"name"}
-    assert (GMNConfig().hidden, GMNConfig().n_blocks, GMNConfig().embedding_dim) == (128, 4, 1024)
+    assert (GMNConfig().hidden, GMNConfig().n_blocks, GMNConfig().embedding_dim) == (128, 1, 1024)
+    assert GMNConfig().edge_hidden == 32
     cfg = GMNConfig.from_dict({"hidden": 8, "aggr": ["mean", "max"]})
     assert cfg.aggr == ("mean", "max") and GMNConfig.from_dict(cfg.to_dict()) == cfg
 
