@@ -172,8 +172,10 @@ class GMNConfig:
             2 blocks 0.970 / 0.955 / 0.972. A readout 8x wider at 16 gave 0.967 / 0.970 / 0.969:
             the width that matters is the edge state's, not the readout's. Training-step cost on
             the 8-graph benchmark batch relative to 16 with 4 blocks (one thread, ``python
-            scripts/bench.py encoders``): 32 with 4 blocks 2.4x, with 2 1.45x, with 1 1.1x; 24
-            with 2 blocks 0.93x.
+            scripts/bench.py encoders``, one run each on a loaded machine): 32 with 4 blocks
+            2.4x, with 2 1.45x, with 1 1.1x; 24 with 2 blocks 0.93x. 32 with 1 block against 16
+            with 4 in paired runs on a quiet machine: 1.05-1.44x on one thread, 0.61 / 0.71 s
+            against 0.78 / 0.71 s per step on two.
         n_blocks: number of residual message-passing blocks K (1 by default: see
             ``edge_hidden``; on 64 training fields 4 blocks instead of 1 bought 0.003 of mean
             held-out R^2 on the hashed level at 2.2x the cost).
