@@ -98,12 +98,13 @@ def test_suite_table_reports_mean_and_std_over_seeds() -> None:
 
 
 def test_gmn_learns_blob_centre_on_dense_hash() -> None:
-    """Default GMN + linear head, 400 Adam steps: held-out R^2 well above 0 (the encoder before
-    the fix: R^2 -0.03 held-out, 0.00 train after 300 steps on the full-size probe). Measured:
-    0.977 held-out; the loss stays near 1 (the targets' variance) for ~200 steps, then falls."""
+    """Default GMN + linear head, 200 Adam steps: held-out R^2 well above 0 (the encoder before
+    the fix: R^2 -0.03 held-out, 0.00 train after 300 steps on the full-size probe). Measured
+    with the default of 32-wide edge states and one block: 0.925 held-out, 0.947 train (0.979 /
+    0.987 after 400 steps)."""
     task = make_task("dense_hash", 64, 32, seed=0)
     torch.manual_seed(0)
-    r = run_probe(task, GMNProbe(GMNConfig()), "gmn", steps=400, lr=1e-3, seed=0)
+    r = run_probe(task, GMNProbe(GMNConfig()), "gmn", steps=200, lr=1e-3, seed=0)
     assert r.r2_train > 0.5, r
     assert r.r2_val > 0.5, r
 
