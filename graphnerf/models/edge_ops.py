@@ -1,7 +1,8 @@
 """Edge-stream primitives of :class:`~graphnerf.models.GMNEncoder`, written for one CPU thread.
 
-The GMN's cost is its ``[E, edge_hidden]`` edge stream (340k x 16 on the 8-graph benchmark
-batch): each operation on it moves 22 MB through memory while doing little arithmetic. Measured
+The GMN's cost is its ``[E, edge_hidden]`` edge stream (340k edges on the 8-graph benchmark
+batch; these measurements were made at ``edge_hidden`` 16, the default then, 32 now): each
+operation on it moves 22 MB (44 MB at 32) through memory while doing little arithmetic. Measured
 on the benchmark CPU (one thread, ``python -m graphnerf.perf.encoders``), the plain autograd
 version spent its time in per-row overheads and in memory traffic rather than in arithmetic:
 
